@@ -1,0 +1,1 @@
+"""Diffusion family: UNet (diffusers layout), noise schedules, DDPM/DDIM samplers."""

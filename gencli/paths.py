@@ -1,0 +1,31 @@
+"""Where gencli keeps things on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """gencli's own cache: converted checkpoints, datasets, statistics.
+
+    ``$GENCLI_CACHE`` if set, else ``$XDG_CACHE_HOME/gencli``, else ``~/.cache/gencli``.
+    Hugging Face downloads stay in huggingface_hub's own cache (``HF_HOME``), so a user's
+    existing setup is shared.
+    """
+    env = os.environ.get("GENCLI_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "gencli"
+
+
+def bundled_weights_dir() -> Path:
+    """The folder holding the bundled default checkpoints (repo `weights/`, installed as gencli._bundled)."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("gencli._bundled")))
+    except (ModuleNotFoundError, TypeError):  # running from a source tree without install
+        return Path(__file__).resolve().parent.parent / "weights"

@@ -1,0 +1,361 @@
+"""The one training loop every family uses (DESIGN.md, "training/").
+
+A family contributes ``configure_optimizers()``, ``train_step(batch, step, ctx)`` and optionally
+``ema_module()``, ``lr_factor(step, total)`` and ``preview_options()``; the trainer owns the
+device, mixed precision, gradient clipping, EMA, the data order, sample grids, checkpoints,
+resume, the JSONL log and the NaN guard.
+
+A run folder holds:
+  model.safetensors   inference checkpoint (EMA weights when EMA is on), loadable by `gencli sample`
+  state.safetensors   everything needed to resume: weights, EMA, optimisers, RNG states, step
+  log.jsonl           one JSON object per logged step
+  samples/            preview grids written during training
+Both checkpoint files are written atomically after the state was checked to be finite, so a
+crash, Ctrl-C or a NaN never leaves a broken or poisoned checkpoint behind.
+
+Resuming is exact: the data order is a pure function of (seed, epoch), and the torch/python/numpy
+RNG states are saved, so N steps + resume + M steps gives the same weights as N + M steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from gencli import checkpoints
+from gencli.errors import GencliError, UsageError
+from gencli.models.base import GenerativeModel
+
+STATE_FILE = "state.safetensors"
+MODEL_FILE = "model.safetensors"
+LOG_FILE = "log.jsonl"
+
+
+class NonFiniteLoss(GencliError):
+    """Raised when a loss is NaN or infinite; the run stops without saving."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = 0.999
+    log_every: int = 50
+    save_every: int = 1000
+    sample_every: int = 0  # 0: only at the end
+    sample_n: int = 16
+    num_workers: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Reporter:
+    """Receives progress events; the CLI renders them with Rich. The default stays silent."""
+
+    def start(self, step: int, total: int) -> None: ...
+    def update(self, step: int, metrics: dict[str, float], its: float) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class StepContext:
+    """What a family's ``train_step`` uses: autocast and a guarded backward + optimiser step."""
+
+    def __init__(self, trainer: "Trainer"):
+        self._t = trainer
+        self.index = 0  # the step being taken
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        t = self._t
+        if t.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(t.device.type, dtype=t.amp_dtype)
+
+    def step(self, loss: torch.Tensor, name: str) -> None:
+        """Backward ``loss`` and step optimiser ``name`` (with scaling and clipping); NaN-guarded."""
+        t = self._t
+        if not bool(torch.isfinite(loss.detach())):
+            raise NonFiniteLoss(f"the {name} loss became {float(loss)} at step {self.index}")
+        opt = t.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        if t.scaler is not None:
+            t.scaler.scale(loss).backward()
+            t.scaler.unscale_(opt)
+        else:
+            loss.backward()
+        if t.cfg.grad_clip:
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, t.cfg.grad_clip)
+        if t.scaler is not None:
+            t.scaler.step(opt)
+            t.scaler.update()
+        else:
+            opt.step()
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (buffers are copied)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        src = [p.detach() for p in module.parameters()]
+        dst = list(self.shadow.parameters())
+        torch._foreach_lerp_(dst, src, 1.0 - d)
+        for b_dst, b_src in zip(self.shadow.buffers(), module.buffers()):
+            b_dst.copy_(b_src)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    if spec in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        raise UsageError(f"--device {spec!r} is not a device; use auto, cpu or cuda[:N]") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: no CUDA GPU is available here; use --device cpu")
+    return dev
+
+
+_AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, dataset: Any, run_dir: str | Path, cfg: TrainConfig,
+                 device: torch.device | str = "cpu", reporter: Reporter | None = None,
+                 metadata: dict[str, Any] | None = None,
+                 write_samples: Callable[[torch.Tensor, Path], None] | None = None):
+        if cfg.precision not in _AMP:
+            raise UsageError(f"--precision must be one of {sorted(_AMP)}")
+        self.model = model
+        self.dataset = dataset
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.reporter = reporter or Reporter()
+        self.metadata = dict(metadata or {})
+        self.write_samples = write_samples
+        self.amp_dtype = _AMP[cfg.precision]
+        self.scaler = (torch.amp.GradScaler("cuda")
+                       if cfg.precision == "fp16" and self.device.type == "cuda" else None)
+        self.model.to(self.device)
+        self.optimizers = model.configure_optimizers()
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g.setdefault("initial_lr", g["lr"])
+        ema_mod = model.ema_module() if cfg.ema_decay else None
+        self.ema = EMA(ema_mod, cfg.ema_decay) if ema_mod is not None else None
+        self._ema_prefix = self._prefix_of(ema_mod) if ema_mod is not None else None
+        self.step = 0
+        n = len(dataset)
+        self.steps_per_epoch = n // cfg.batch_size if n >= cfg.batch_size else 1
+        if n == 0:
+            raise UsageError("the training data is empty")
+
+    def _prefix_of(self, sub: nn.Module) -> str:
+        for name, mod in self.model.named_modules():
+            if mod is sub:
+                return name + "." if name else ""
+        raise ValueError("ema_module() must be a sub-module of the model")
+
+    # --- data ---------------------------------------------------------------------------------
+    def _batch_indices(self, step: int) -> torch.Tensor:
+        """Indices of the batch at ``step``: a pure function of (seed, epoch), so resume is exact."""
+        n = len(self.dataset)
+        epoch, k = divmod(step, self.steps_per_epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        bs = min(self.cfg.batch_size, n)
+        return perm[k * bs:(k + 1) * bs]
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._batch_indices(step)
+        if hasattr(self.dataset, "batch"):
+            x, y = self.dataset.batch(idx)
+        else:
+            items = [self.dataset[int(i)] for i in idx]
+            x = torch.stack([it[0] for it in items])
+            y = torch.tensor([int(it[1]) for it in items], dtype=torch.long)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    # --- state --------------------------------------------------------------------------------
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        sd = {k: v.detach() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            for k, v in self.ema.shadow.state_dict().items():
+                sd[self._ema_prefix + k] = v.detach()
+        return sd
+
+    def _rng_state(self) -> dict[str, Any]:
+        st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                              "numpy": np.random.get_state()}
+        if torch.cuda.is_available():
+            st["cuda"] = torch.cuda.get_rng_state_all()
+        return st
+
+    def _set_rng_state(self, st: dict[str, Any]) -> None:
+        torch.set_rng_state(st["torch"])
+        random.setstate(st["python"])
+        np.random.set_state(st["numpy"])
+        if "cuda" in st and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(st["cuda"])
+
+    def save(self) -> None:
+        sd = self.inference_state_dict()
+        for name, v in sd.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise NonFiniteLoss(f"weights became non-finite ({name}) at step {self.step}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "family": self.model.family,
+            "config": self.model.config,
+            "train_config": self.cfg.__dict__,
+            "metadata": self.metadata,
+            "model": self.model.state_dict(),
+            "ema": self.ema.shadow.state_dict() if self.ema is not None else {},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": self._rng_state(),
+        }
+        checkpoints.save_training_state(self.run_dir / STATE_FILE, state)
+        meta = dict(self.metadata)
+        meta.update(family=self.model.family, config=self.model.config, step=self.step)
+        checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, sd, meta, force=True)
+
+    def load(self) -> None:
+        state = checkpoints.load_training_state(self.run_dir / STATE_FILE, device="cpu")
+        if state.get("family") != self.model.family:
+            raise UsageError(f"{self.run_dir} holds a {state.get('family')} run, not {self.model.family}")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.shadow.load_state_dict(state["ema"])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self._set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self._trim_log()
+
+    def _trim_log(self) -> None:
+        """Drop log lines written after the checkpoint we resume from (they will be redone)."""
+        log = self.run_dir / LOG_FILE
+        if not log.exists():
+            return
+        keep = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= self.step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                continue
+        checkpoints.atomic_write(log, lambda p: p.write_text("".join(k + "\n" for k in keep)))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _set_lr(self) -> None:
+        factor = self.model.lr_factor(self.step, self.cfg.steps)
+        for opt in self.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = g["initial_lr"] * factor
+
+    def preview(self) -> torch.Tensor | None:
+        src = self.ema.shadow if self.ema is not None else None
+        model = self.model
+        if src is not None:
+            model = copy.deepcopy(self.model)
+            dict(model.named_modules())[self._ema_prefix[:-1]].load_state_dict(src.state_dict()) \
+                if self._ema_prefix else model.load_state_dict(src.state_dict())
+        model.eval()
+        opts = model.preview_options()
+        g = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        try:
+            return model.sample(self.cfg.sample_n, g, **opts)
+        except NotImplementedError:
+            return None
+
+    def _write_preview(self) -> None:
+        if self.write_samples is None:
+            return
+        images = self.preview()
+        if images is not None:
+            self.write_samples(images, self.run_dir / "samples" / f"step{self.step:07d}.png")
+
+    def fit(self) -> int:
+        """Train until ``cfg.steps``; returns the final step. Raises on NaN / Ctrl-C after saving."""
+        cfg = self.cfg
+        ctx = StepContext(self)
+        log_f = None
+        self.reporter.start(self.step, cfg.steps)
+        if self.step == 0:
+            torch.manual_seed(cfg.seed)
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed % 2**32)
+        last_saved = self.step
+        t0, s0 = time.perf_counter(), self.step
+        sums: dict[str, float] = {}
+        count = 0
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            log_f = open(self.run_dir / LOG_FILE, "a", encoding="utf-8")
+            self.model.train()
+            while self.step < cfg.steps:
+                batch = self._batch(self.step)
+                self._set_lr()
+                ctx.index = self.step
+                metrics = self.model.train_step(batch, self.step, ctx)
+                if self.ema is not None:
+                    self.ema.update(self.model.ema_module(), self.step)
+                self.step += 1
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    its = (self.step - s0) / max(time.perf_counter() - t0, 1e-9)
+                    avg = {k: v / count for k, v in sums.items()}
+                    lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
+                    rec = {"step": self.step, **avg, "lr": lr, "it_s": round(its, 3),
+                           "time": round(time.time(), 3)}
+                    log_f.write(json.dumps(rec) + "\n")
+                    log_f.flush()
+                    self.reporter.update(self.step, avg, its)
+                    sums, count = {}, 0
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
+                    self._write_preview()
+                    self.model.train()
+                if self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                    self.save()
+                    last_saved = self.step
+            self.save()
+            self._write_preview()
+            return self.step
+        except NonFiniteLoss as exc:
+            where = (f"the last good checkpoint (step {last_saved}) in {self.run_dir} is intact"
+                     if last_saved else "nothing was saved")
+            raise NonFiniteLoss(f"{exc}; stopped, {where}; try a lower --lr, --grad-clip or "
+                                f"--precision fp32") from None
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            if log_f is not None:
+                log_f.close()
+            self.reporter.close()

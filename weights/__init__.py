@@ -1,0 +1,1 @@
+"""Bundled default checkpoints (installed as the package ``gencli._bundled``)."""
