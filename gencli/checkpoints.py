@@ -42,13 +42,13 @@ import json
 import math
 import os
 import struct
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gencli.errors import GencliError, InputError, UsageError
+from gencli.errors import InputError, UsageError
+from gencli.fsutil import atomic_write
 
 if TYPE_CHECKING:  # torch is imported lazily so `gencli --help` stays instant
     import torch
@@ -82,49 +82,8 @@ _MAX_HEADER_BYTES = 100 * 1024 * 1024
 # --------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    """fsync a directory so a rename inside it survives a power cut (no-op where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Create ``path`` atomically: ``write(tmp)`` fills a temporary file next to it, then rename.
-
-    The temporary file lives in the same folder (so the rename is atomic), is fsynced before the
-    rename, and is removed if ``write`` raises; an existing ``path`` is left untouched on failure.
-    ``OSError`` (disk full, permission denied...) becomes a one-line :class:`GencliError`.
-    """
-    path = Path(path)
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GencliError(f"cannot write {path}: {e.strerror or e}") from e
-    # A unique name (not mkstemp, whose 0600 mode would stick to the final file).
-    tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise GencliError(f"cannot write {path}: {e.strerror or e}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
-    return path
+# Atomic writes have one implementation for the whole package (gencli.fsutil); `atomic_write`
+# is re-exported here for callers.
 
 
 def _check_overwrite(path: Path, force: bool) -> None:

@@ -31,12 +31,12 @@ import hashlib
 import os
 import re
 import sys
-import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gencli import fsutil
 from gencli.errors import GencliError, InputError, UsageError, WeightsNotFound
 from gencli.paths import bundled_weights_dir, cache_dir
 
@@ -639,7 +639,7 @@ def download_url(
         raise GencliError(f"cannot write {dest}: {e.strerror or e}") from e
     from gencli import __version__
 
-    tmp = dest.parent / f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+    tmp = fsutil.temp_path(dest, ".part")
     show = _stderr_is_tty() if progress is None else progress
     h = hashlib.sha256()
     try:
@@ -664,7 +664,7 @@ def download_url(
                 f"download of {url} does not match the expected sha256 {expected} (got {actual}); "
                 "nothing was saved; the file may have changed upstream"
             )
-        os.replace(tmp, dest)
+        fsutil.finish(tmp, dest)
     except urllib.error.HTTPError as e:
         raise WeightsNotFound(
             f"cannot download {url}: HTTP {e.code} {e.reason}; check the URL, or place the file at {dest}"
@@ -679,18 +679,6 @@ def download_url(
         raise GencliError(f"cannot write {dest}: {e.strerror or e}") from e
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(dest.parent)
     return dest
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -19,7 +19,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gencli import fsutil
 from gencli.errors import GencliError, InputError, UsageError
 from gencli.io.images import SizeArg, image_size_of, list_images, load_image, resize, to_channels
 from gencli.io.writers import atomic_write_bytes
@@ -402,11 +402,10 @@ def _download(info: DatasetInfo, filename: str, dest: Path) -> None:
         else "pass --data PATH to a folder holding the IDX files"
     )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    tmp = fsutil.temp_path(dest, ".part")
     try:
         md5 = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             try:
                 with urllib.request.urlopen(url, timeout=60) as resp:
                     for chunk in iter(lambda: resp.read(1 << 20), b""):
@@ -428,7 +427,7 @@ def _download(info: DatasetInfo, filename: str, dest: Path) -> None:
                 read_idx(tmp)
             except InputError as e:
                 raise GencliError(f"downloaded {url} is not a valid IDX file ({e}); {hint}") from None
-        os.replace(tmp, dest)
+        fsutil.finish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 

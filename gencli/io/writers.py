@@ -11,13 +11,13 @@ import io
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 import torch
 from PIL import Image
 
+from gencli import fsutil
 from gencli.errors import GencliError, UsageError
 
 __all__ = [
@@ -101,34 +101,8 @@ def encode_image(img: torch.Tensor, fmt: str = "PNG") -> bytes:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and ``os.replace``.
-
-    Creates missing parent folders. On any failure the temp file is removed and ``path`` is left
-    as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename durable; not possible on every platform/filesystem
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    """Write ``data`` to ``path`` atomically (gencli.fsutil); creates missing parent folders."""
+    fsutil.atomic_write_bytes(path, data)
 
 
 def _refuse_existing(path: str) -> None:
