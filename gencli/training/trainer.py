@@ -5,6 +5,9 @@ A family contributes ``configure_optimizers()``, ``train_step(batch, step, ctx)`
 device, mixed precision, gradient clipping, EMA, the data order, sample grids, checkpoints,
 resume, the JSONL log and the NaN guard.
 
+Ctrl-C / SIGTERM stop the loop after the step in progress and save a resumable state (a second
+signal stops at once; the last periodic checkpoint is then what remains).
+
 A run folder holds:
   model.safetensors   inference checkpoint (EMA weights when EMA is on), loadable by `gencli sample`
   state.safetensors   everything needed to resume: weights, EMA, optimisers, RNG states, step
@@ -22,12 +25,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -88,7 +90,7 @@ class StepContext:
         """Backward ``loss`` and step optimiser ``name`` (with scaling and clipping); NaN-guarded."""
         t = self._t
         if not bool(torch.isfinite(loss.detach())):
-            raise NonFiniteLoss(f"the {name} loss became {float(loss)} at step {self.index}")
+            raise NonFiniteLoss(f"the {name} loss became {float(loss.detach())} at step {self.index}")
         opt = t.optimizers[name]
         opt.zero_grad(set_to_none=True)
         if t.scaler is not None:
@@ -299,6 +301,36 @@ class Trainer:
         if images is not None:
             self.write_samples(images, self.run_dir / "samples" / f"step{self.step:07d}.png")
 
+    def _catch_signals(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM ask the loop to stop after the current step (then it saves and raises
+        KeyboardInterrupt); a second signal stops at once, keeping the last periodic checkpoint.
+        Signals the process ignores (a background job's SIGINT) stay ignored. Returns a function
+        restoring the previous handlers. No-op outside the main thread."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        sigs = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+        previous = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_signal is not None:
+                self._hard_stop = True
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        for sig in sigs:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # ignored on purpose (e.g. SIGINT of a background job, nohup): keep it so
+            previous[sig] = signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+        return restore
+
     def fit(self) -> int:
         """Train until ``cfg.steps``; returns the final step. Raises on NaN / Ctrl-C after saving."""
         cfg = self.cfg
@@ -310,14 +342,19 @@ class Trainer:
             random.seed(cfg.seed)
             np.random.seed(cfg.seed % 2**32)
         last_saved = self.step
+        self.stop_signal = None
+        self._hard_stop = False
         t0, s0 = time.perf_counter(), self.step
         sums: dict[str, float] = {}
         count = 0
+        restore = self._catch_signals()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             log_f = open(self.run_dir / LOG_FILE, "a", encoding="utf-8")
             self.model.train()
             while self.step < cfg.steps:
+                if self.stop_signal is not None:
+                    raise KeyboardInterrupt  # saved below, between two whole steps
                 batch = self._batch(self.step)
                 self._set_lr()
                 ctx.index = self.step
@@ -353,9 +390,11 @@ class Trainer:
             raise NonFiniteLoss(f"{exc}; stopped, {where}; try a lower --lr, --grad-clip or "
                                 f"--precision fp32") from None
         except KeyboardInterrupt:
-            self.save()
+            if self.stop_signal is not None and not self._hard_stop and self.step > last_saved:
+                self.save()  # only whole steps: the flag is checked between steps
             raise
         finally:
+            restore()
             if log_f is not None:
                 log_f.close()
             self.reporter.close()
