@@ -155,7 +155,9 @@ class DiffusionModel(GenerativeModel):
                sampler: str | None = None, eta: float | None = None, spacing: str | None = None,
                variance_type: str | None = None, class_labels: Any = None,
                guidance: float | None = None, init_noise: torch.Tensor | None = None,
-               progress: Progress | None = None, **_: Any) -> torch.Tensor:
+               progress: Progress | None = None, fast: bool = True, **_: Any) -> torch.Tensor:
+        """``n`` images in [-1, 1]. ``fast`` runs the UNet on its inference fast path
+        (channels_last, Winograd 3x3 where it pays); outputs agree with ``fast=False`` to ~1e-5."""
         d = self.config["sampling"]
         sampler = sampler or d["sampler"]
         if sampler not in SAMPLERS:
@@ -164,7 +166,8 @@ class DiffusionModel(GenerativeModel):
         guidance = d.get("guidance", 1.0) if guidance is None else guidance
         spacing = spacing or d.get("spacing", "leading")
         if sampler == "ddim":
-            algo = SAMPLERS["ddim"](self.schedule, steps, spacing, eta=d.get("eta", 0.0) if eta is None else eta)
+            algo = SAMPLERS["ddim"](self.schedule, steps, spacing, eta=d.get("eta", 0.0) if eta is None else eta,
+                                    clipped_eps=guidance != 1.0)
         else:
             algo = SAMPLERS["ddpm"](self.schedule, steps, spacing, variance_type=variance_type)
         device = self.device
@@ -181,12 +184,13 @@ class DiffusionModel(GenerativeModel):
             x = self.initial_noise(n, generator, device)
         labels = self._labels(n, class_labels, device)
         total = len(algo.steps)
-        for i, s in enumerate(algo.steps):
-            out = self._denoise(x, s.t, labels, guidance)
-            noise = torch.randn(x.shape, generator=generator, device=device) if algo.needs_noise(i) else None
-            x = algo.step(i, out, x, noise)
-            if progress is not None:
-                progress(i + 1, total)
+        with self.unet.fast_inference(enabled=fast):
+            for i, s in enumerate(algo.steps):
+                out = self._denoise(x, s.t, labels, guidance)
+                noise = torch.randn(x.shape, generator=generator, device=device) if algo.needs_noise(i) else None
+                x = algo.step(i, out, x, noise)
+                if progress is not None:
+                    progress(i + 1, total)
         return x.clamp(-1, 1)
 
     @torch.inference_mode()
@@ -200,14 +204,15 @@ class DiffusionModel(GenerativeModel):
         if frames < 2:
             raise UsageError("--frames must be at least 2")
         ends = [self.initial_noise(1, g)[0] for g in generators]
-        segments = len(ends) - 1
-        per = max(frames // segments, 2)
-        xs = []
-        for k in range(segments):
-            w = torch.linspace(0, 1, per + 1 if k < segments - 1 else per, device=ends[k].device)
-            if k < segments - 1:
-                w = w[:-1]
-            xs.append(slerp(ends[k], ends[k + 1], w))
+        if self.num_classes and opts.get("class_labels") is None:
+            # one class for the whole path (drawn from the first seed), not one per frame
+            opts["class_labels"] = int(torch.randint(self.num_classes, (1,), generator=generators[0],
+                                                     device=generators[0].device))
+        # `frames` points spread evenly along the path through all seeds (k segments).
+        pos = torch.linspace(0, len(ends) - 1, frames, dtype=torch.float64)
+        seg = pos.floor().long().clamp(max=len(ends) - 2)
+        xs = [slerp(ends[int(k)], ends[int(k) + 1], (p - k).view(1).float())
+              for p, k in zip(pos, seg)]
         x = torch.cat(xs)
         opts.setdefault("sampler", "ddim")
         opts.setdefault("steps", 50)

@@ -193,9 +193,13 @@ class DDIMSampler(Sampler):
     name = "ddim"
 
     def __init__(self, schedule: NoiseSchedule, num_steps: int, spacing: str = "leading",
-                 eta: float = 0.0):
+                 eta: float = 0.0, clipped_eps: bool = False):
         super().__init__(schedule, num_steps, spacing)
         self.eta = eta
+        # diffusers' `use_clipped_model_output`: re-derive eps from the clipped x0 so that x0 and
+        # eps stay consistent. Off by default (as DDIMPipeline); classifier-free guidance needs it,
+        # since guided eps overshoots and the clipped x0 plus the raw eps drift off the data.
+        self.clipped_eps = clipped_eps
 
     def needs_noise(self, i: int) -> bool:
         return self.eta > 0
@@ -204,6 +208,8 @@ class DDIMSampler(Sampler):
         s = self.steps[i]
         x0, eps = self.schedule.split_output(out, x, s.abar)
         x0 = self.schedule.clip(x0)
+        if self.clipped_eps:
+            eps = (x - s.abar ** 0.5 * x0) / (1 - s.abar) ** 0.5
         var = (1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)
         std = self.eta * var ** 0.5
         x_prev = s.abar_prev ** 0.5 * x0 + max(1 - s.abar_prev - std ** 2, 0.0) ** 0.5 * eps
