@@ -1,0 +1,308 @@
+"""gencli.metrics: streaming statistics, Frechet distance, KID, IS, precision/recall, .npz IO."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from gencli.errors import InputError, UsageError
+from gencli.metrics.inception_score import inception_score
+from gencli.metrics.kid import kernel_inception_distance, polynomial_mmd2
+from gencli.metrics.prd import precision_recall
+from gencli.metrics.stats import (
+    FeatureStats,
+    FewSamplesWarning,
+    RunningStats,
+    frechet_distance,
+    load_stats,
+    save_stats,
+    warn_if_few,
+)
+
+
+def _random_cov(rng: np.random.Generator, d: int, n: int | None = None) -> np.ndarray:
+    x = rng.standard_normal((n or 3 * d, d)) @ rng.standard_normal((d, d)) * 0.3
+    return np.cov(x, rowvar=False)
+
+
+def _scipy_fd(mu1, s1, mu2, s2):
+    linalg = pytest.importorskip("scipy.linalg")
+    covmean = linalg.sqrtm(s1 @ s2)
+    covmean = np.real(covmean)
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+# --- streaming statistics ------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 7, 64, 1000])
+def test_running_stats_equal_np_cov(batch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)) * 5 + 100  # large offset: catches naive sum-of-squares
+    rs = RunningStats()
+    for i in range(0, len(x), batch):
+        rs.update(torch.from_numpy(x[i:i + batch]).float() if batch == 7 else x[i:i + batch])
+    st = rs.finalize()
+    xf = x.astype(np.float32).astype(np.float64) if batch == 7 else x
+    np.testing.assert_allclose(st.mu, xf.mean(axis=0), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(st.sigma, np.cov(xf, rowvar=False), rtol=1e-9, atol=1e-10)
+    assert st.n == 300 and st.sigma.dtype == np.float64
+    np.testing.assert_array_equal(st.sigma, st.sigma.T)
+
+
+def test_running_stats_needs_two():
+    rs = RunningStats()
+    rs.update(np.ones((1, 4)))
+    with pytest.raises(InputError, match="at least 2"):
+        rs.finalize()
+    with pytest.raises(InputError):
+        RunningStats().finalize()
+
+
+def test_running_stats_rejects_other_dims():
+    rs = RunningStats()
+    rs.update(np.ones((3, 4)))
+    with pytest.raises(ValueError):
+        rs.update(np.ones((3, 5)))
+
+
+# --- Frechet distance ----------------------------------------------------------------------
+@pytest.mark.parametrize("d", [2, 16, 64])
+def test_frechet_matches_scipy_sqrtm(d):
+    rng = np.random.default_rng(d)
+    s1, s2 = _random_cov(rng, d), _random_cov(rng, d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    ours = frechet_distance(mu1, s1, mu2, s2)
+    ref = _scipy_fd(mu1, s1, mu2, s2)
+    assert ours == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_known_values():
+    # 1-d: (m1-m2)^2 + (s1 - s2)^2 for standard deviations s1, s2
+    assert frechet_distance([0.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(9 + 1)
+    # diagonal covariances
+    a, b = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 4.0, 1.0])
+    expected = (1 - 2) ** 2 + 0 + (3 - 1) ** 2
+    assert frechet_distance(np.zeros(3), a, np.zeros(3), b) == pytest.approx(expected)
+
+
+def test_frechet_identical_is_zero_and_symmetric():
+    rng = np.random.default_rng(1)
+    s = _random_cov(rng, 32)
+    mu = rng.standard_normal(32)
+    assert frechet_distance(mu, s, mu, s) == pytest.approx(0.0, abs=1e-9)
+    s2 = _random_cov(rng, 32)
+    assert frechet_distance(mu, s, mu, s2) == pytest.approx(frechet_distance(mu, s2, mu, s), rel=1e-9)
+
+
+def test_frechet_rank_deficient_finite_nonnegative():
+    rng = np.random.default_rng(2)
+    d = 64
+    for n1, n2 in [(10, 10), (5, 40), (2, 2), (3, 65)]:
+        x1 = rng.standard_normal((n1, d))
+        x2 = rng.standard_normal((n2, d)) + 0.1
+        s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+        fd = frechet_distance(x1.mean(0), s1, x2.mean(0), s2)
+        assert np.isfinite(fd) and fd >= 0
+    # identical rank-deficient sets: exactly 0 up to rounding, never negative
+    x = rng.standard_normal((5, d))
+    s = np.cov(x, rowvar=False)
+    fd = frechet_distance(x.mean(0), s, x.mean(0), s)
+    assert 0 <= fd < 1e-8
+
+
+def test_frechet_rank_deficient_agrees_with_regularised_sqrtm():
+    linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(3)
+    d = 32
+    x1, x2 = rng.standard_normal((12, d)), rng.standard_normal((20, d)) * 1.3
+    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+    mu1, mu2 = x1.mean(0), x2.mean(0)
+    eps = 1e-10 * np.eye(d)
+    covmean = np.real(linalg.sqrtm((s1 + eps) @ (s2 + eps)))
+    diff = mu1 - mu2
+    ref = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-4)
+
+
+def test_frechet_bad_input():
+    with pytest.raises(InputError, match="different feature dimensions"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(InputError, match="NaN"):
+        frechet_distance(np.zeros(2), np.array([[np.nan, 0], [0, 1]]), np.zeros(2), np.eye(2))
+
+
+def test_few_samples_warning():
+    with pytest.warns(FewSamplesWarning, match="only 10 images for 2048-d"):
+        warn_if_few(10, 2048, "real")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_few(3000, 2048)
+
+
+# --- npz -------------------------------------------------------------------------------------
+def test_npz_roundtrip_and_pytorch_fid_layout(tmp_path):
+    rng = np.random.default_rng(4)
+    st = FeatureStats(mu=rng.standard_normal(8), sigma=_random_cov(rng, 8), n=24, meta={"features": "x"})
+    path = save_stats(tmp_path / "s.npz", st)
+    with np.load(path) as data:  # what pytorch-fid reads
+        np.testing.assert_array_equal(data["mu"], st.mu)
+        np.testing.assert_array_equal(data["sigma"], st.sigma)
+    back = load_stats(path)
+    np.testing.assert_array_equal(back.sigma, st.sigma)
+    assert back.n == 24 and back.meta == {"features": "x"}
+    with pytest.raises(UsageError, match="exists"):
+        save_stats(path, st)
+    save_stats(path, st, force=True)
+    with pytest.raises(UsageError, match=".npz"):
+        save_stats(tmp_path / "s.txt", st)
+
+
+def test_npz_foreign_file_is_read(tmp_path):
+    # pytorch-fid's --save-stats writes exactly np.savez(path, mu=mu, sigma=sigma), float32 or 64
+    np.savez(tmp_path / "pf.npz", mu=np.zeros(4, np.float32), sigma=np.eye(4, dtype=np.float32))
+    st = load_stats(tmp_path / "pf.npz")
+    assert st.mu.dtype == np.float64 and st.n == 0
+
+
+def test_npz_errors(tmp_path):
+    np.savez(tmp_path / "bad.npz", mean=np.zeros(3))
+    with pytest.raises(InputError, match="no mu, sigma"):
+        load_stats(tmp_path / "bad.npz")
+    np.savez(tmp_path / "shape.npz", mu=np.zeros(3), sigma=np.eye(4))
+    with pytest.raises(InputError, match="expected"):
+        load_stats(tmp_path / "shape.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a readable"):
+        load_stats(tmp_path / "junk.npz")
+    with pytest.raises(InputError, match="no such"):
+        load_stats(tmp_path / "missing.npz")
+
+
+# --- KID -------------------------------------------------------------------------------------
+def _reference_kid(x, y, subsets, size, seed):
+    """Straight transcription of the definition (independent of gencli's implementation)."""
+    rng = np.random.RandomState(seed)
+    d = x.shape[1]
+    vals = []
+    for _ in range(subsets):
+        a = x[rng.choice(len(x), size, replace=False)]
+        b = y[rng.choice(len(y), size, replace=False)]
+        kxx, kyy, kxy = ((a @ a.T) / d + 1) ** 3, ((b @ b.T) / d + 1) ** 3, ((a @ b.T) / d + 1) ** 3
+        m = size
+        mmd = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.sum() / m**2
+        vals.append(mmd)
+    return np.mean(vals), np.std(vals)
+
+
+def test_kid_matches_definition():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((120, 10))
+    y = rng.standard_normal((90, 10)) + 0.3
+    res = kernel_inception_distance(x, y, subsets=7, subset_size=50, seed=3)
+    mean, std = _reference_kid(x, y, 7, 50, 3)
+    assert res.mean == pytest.approx(mean, rel=1e-10)
+    assert res.std == pytest.approx(std, rel=1e-10)
+    assert res.mean > 0
+
+
+def test_kid_same_distribution_near_zero_and_small_sets():
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((200, 8)), rng.standard_normal((200, 8))
+    res = kernel_inception_distance(x, y, subsets=10, subset_size=100)
+    assert abs(res.mean) < 0.05
+    with pytest.warns(UserWarning, match="subset size reduced from 1000 to 200"):
+        small = kernel_inception_distance(x, y, subsets=3)
+    assert small.subset_size == 200
+    with pytest.raises(InputError):
+        kernel_inception_distance(x[:1], y)
+
+
+def test_polynomial_mmd2_shifted_is_larger():
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((60, 5)), rng.standard_normal((60, 5))
+    assert polynomial_mmd2(x, y + 2.0) > polynomial_mmd2(x, y) + 0.1
+
+
+# --- IS --------------------------------------------------------------------------------------
+def test_inception_score_extremes():
+    n, c = 100, 10
+    confident = np.full((n, c), -50.0)
+    confident[np.arange(n), np.arange(n) % c] = 50.0
+    res = inception_score(confident, splits=10, shuffle=False)
+    assert res.mean == pytest.approx(10.0, rel=1e-6)
+    uniform = np.zeros((n, c))
+    assert inception_score(uniform).mean == pytest.approx(1.0)
+    with pytest.raises(InputError, match="at least 10 images"):
+        inception_score(uniform[:5])
+
+
+def test_inception_score_matches_definition():
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((53, 7)) * 3
+    res = inception_score(torch.from_numpy(z).float(), splits=4, seed=11)
+    z32 = torch.from_numpy(z).float().double().numpy()[np.random.RandomState(11).permutation(53)]
+    scores = []
+    for i in range(4):
+        chunk = z32[i * 53 // 4:(i + 1) * 53 // 4]
+        p = np.exp(chunk) / np.exp(chunk).sum(1, keepdims=True)
+        q = p.mean(0)
+        scores.append(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(q)), 1))))
+    assert res.mean == pytest.approx(np.mean(scores), rel=1e-10)
+    assert res.std == pytest.approx(np.std(scores), rel=1e-8)
+
+
+# --- precision / recall ----------------------------------------------------------------------
+def test_precision_recall_basic():
+    rng = np.random.default_rng(9)
+    real = rng.standard_normal((200, 4))
+    same = rng.standard_normal((200, 4))
+    res = precision_recall(real, same, k=3)
+    assert res.precision > 0.8 and res.recall > 0.8
+    far = rng.standard_normal((200, 4)) + 50
+    res = precision_recall(real, far, k=3)
+    assert res.precision == 0.0 and res.recall == 0.0
+    # mode collapse: fakes all near one real point -> high precision, low recall
+    collapsed = real[:1] + rng.standard_normal((200, 4)) * 0.01
+    res = precision_recall(real, collapsed, k=3)
+    assert res.precision > 0.9 and res.recall < 0.1
+    with pytest.raises(InputError, match="at least 4"):
+        precision_recall(real[:3], same)
+
+
+def test_precision_recall_matches_bruteforce():
+    rng = np.random.default_rng(10)
+    real, fake = rng.standard_normal((40, 3)), rng.standard_normal((30, 3)) * 1.5
+    k = 3
+
+    def radii(x):
+        d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+        return np.sort(d, axis=1)[:, k]
+
+    def cover(q, s, r):
+        d = np.linalg.norm(q[:, None] - s[None], axis=-1)
+        return np.mean((d <= r[None]).any(axis=1))
+
+    res = precision_recall(real, fake, k=k)
+    assert res.precision == pytest.approx(cover(fake, real, radii(real)))
+    assert res.recall == pytest.approx(cover(real, fake, radii(fake)))
+
+
+def test_cholesky_and_eigh_routes_agree():
+    from gencli.metrics.stats import sqrtm_trace
+
+    rng = np.random.default_rng(11)
+    s1, s2 = _random_cov(rng, 48), _random_cov(rng, 48)
+    w, v = np.linalg.eigh(s1)
+    r = v * np.sqrt(np.clip(w, 0, None))
+    ref = np.sqrt(np.clip(np.linalg.eigvalsh(r.T @ s2 @ r), 0, None)).sum()
+    assert sqrtm_trace(s1, s2) == pytest.approx(ref, rel=1e-10)
+    # one singular side: the roles are swapped (S2 is factored) and the result is unchanged
+    x = rng.standard_normal((10, 48))
+    s_low = np.cov(x, rowvar=False)
+    w, v = np.linalg.eigh(s2)
+    r = v * np.sqrt(w)
+    ref = np.sqrt(np.clip(np.linalg.eigvalsh(r.T @ s_low @ r), 0, None)).sum()
+    assert sqrtm_trace(s_low, s2) == pytest.approx(ref, rel=1e-6)
