@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gencli.errors import CapabilityError, InputError, UsageError
+from gencli.errors import CapabilityError, InputError, UsageError, WeightsNotFound
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,65 @@ FAMILIES: dict[str, FamilySpec] = {
         group="diffusion"),
 }
 
+# --- image-to-image translation: CycleGAN and pix2pix (gencli.models.translation) ---------------
+# The official pretrained generators of junyanz/pytorch-CycleGAN-and-pix2pix exist only as .pth
+# files on the authors' site (no Hub mirror): the "cyclegan-pth"/"pix2pix-pth" formats make
+# resolve_checkpoint download one, convert it once into cache_dir()/converted/ and use that file.
+# sha256 None: these files could not be fetched where this table was written (no network); pinning
+# them needs one networked run (the converted file's metadata records the sha256 it saw).
+_CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
+_PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{}.pth"
+_CYCLEGAN_OFFICIAL = (  # name, dataset, description (all resnet_9blocks, instance norm, RGB, one direction)
+    ("horse2zebra", "horse2zebra", "horse -> zebra (ImageNet), official CycleGAN"),
+    ("zebra2horse", "horse2zebra", "zebra -> horse (ImageNet), official CycleGAN"),
+    ("monet2photo", "monet2photo", "Monet painting -> photo, official CycleGAN"),
+    ("style_monet", "monet2photo", "photo -> Monet style, official CycleGAN"),
+    ("style_cezanne", "cezanne2photo", "photo -> Cezanne style, official CycleGAN"),
+    ("style_ukiyoe", "ukiyoe2photo", "photo -> Ukiyo-e style, official CycleGAN"),
+    ("style_vangogh", "vangogh2photo", "photo -> Van Gogh style, official CycleGAN"),
+    ("summer2winter_yosemite", "summer2winter_yosemite", "Yosemite summer -> winter, official CycleGAN"),
+    ("winter2summer_yosemite", "summer2winter_yosemite", "Yosemite winter -> summer, official CycleGAN"),
+    ("apple2orange", "apple2orange", "apple -> orange (ImageNet), official CycleGAN"),
+    ("orange2apple", "apple2orange", "orange -> apple (ImageNet), official CycleGAN"),
+    ("map2sat", "maps", "Google map -> aerial photo, official CycleGAN"),
+    ("sat2map", "maps", "aerial photo -> Google map, official CycleGAN"),
+    ("cityscapes_photo2label", "cityscapes", "street photo -> Cityscapes label colours, official CycleGAN"),
+    ("cityscapes_label2photo", "cityscapes", "Cityscapes label colours -> street photo, official CycleGAN"),
+    ("facades_photo2label", "facades", "facade photo -> CMP label colours, official CycleGAN"),
+    ("facades_label2photo", "facades", "CMP label colours -> facade photo, official CycleGAN"),
+    ("iphone2dslr_flower", "iphone2dslr_flower", "iPhone flower photo -> DSLR shallow depth of field, official CycleGAN"),
+)
+_PIX2PIX_OFFICIAL = (  # all unet_256, batch norm, dropout kept at test time (as the official test.py)
+    ("edges2shoes", "edges2shoes", "edge map -> shoe photo (UT Zappos50K), official pix2pix"),
+    ("sat2map", "maps", "aerial photo -> Google map, official pix2pix"),
+    ("map2sat", "maps", "Google map -> aerial photo, official pix2pix"),
+    ("facades_label2photo", "facades", "CMP label colours -> facade photo, official pix2pix"),
+    ("day2night", "day2night", "daytime -> night scene (Transient Attributes), official pix2pix"),
+)
+FAMILIES["cyclegan"] = FamilySpec(
+    "cyclegan", "gencli.models.translation.cyclegan:CycleGAN",
+    "Unpaired image-to-image translation (Zhu et al. 2017), official generators", ("translate",),
+    default_checkpoint="sneaker2boot",
+    checkpoints=(
+        CheckpointRef("sneaker2boot", "bundled:cyclegan-sneaker2boot.safetensors",
+                      "Fashion-MNIST sneaker <-> ankle boot, both directions, trained by gencli (bundled)",
+                      dataset="fashion-mnist"),
+        *(CheckpointRef(n, "url:" + _CYCLEGAN_URL.format(n), d, format="cyclegan-pth", dataset=ds)
+          for n, ds, d in _CYCLEGAN_OFFICIAL),
+    ),
+    group="translation")
+FAMILIES["pix2pix"] = FamilySpec(
+    "pix2pix", "gencli.models.translation.pix2pix:Pix2Pix",
+    "Paired image-to-image translation (Isola et al. 2017), official generators", ("translate",),
+    default_checkpoint="edges2fashion",
+    checkpoints=(
+        CheckpointRef("edges2fashion", "bundled:pix2pix-edges2fashion.safetensors",
+                      "Fashion-MNIST edge map -> image, trained by gencli (bundled)", dataset="fashion-mnist"),
+        *(CheckpointRef(n, "url:" + _PIX2PIX_URL.format(n), d, format="pix2pix-pth", dataset=ds)
+          for n, ds, d in _PIX2PIX_OFFICIAL),
+    ),
+    group="translation")
+
 # Families that share one implementation (and checkpoint files) with another.
 FAMILY_OF_CHECKPOINT = {"ddim": "ddpm"}
 
@@ -142,9 +201,16 @@ def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str |
     if kind == "hf":
         return hub.resolve(where, sha256=ref.sha256, allow_download=allow_download), ref.format
     if kind == "url":
+        if ref.format in ("cyclegan-pth", "pix2pix-pth"):  # official .pth: converted once into the cache
+            from gencli.convert.official_cyclegan import resolve_official
+
+            return resolve_official(spec.name, ref, allow_download=allow_download), "gencli"
         from gencli.paths import cache_dir
 
         dest = cache_dir() / "downloads" / spec.name / Path(where).name
+        if not allow_download and not dest.exists():
+            raise WeightsNotFound(f"{spec.name} {name} is not in the cache ({dest}); "
+                                  f"run `gencli pull {spec.name} {name}` when online")
         return hub.download_url(where, dest, sha256=ref.sha256, desc=f"{spec.name} {name}"), ref.format
     raise ValueError(f"bad checkpoint source {ref.source!r}")
 
@@ -165,6 +231,10 @@ def load_model(name: str, checkpoint: str | None = None, weights: str | None = N
         from gencli.convert.diffusers import load_diffusers
 
         config, tensors, meta = load_diffusers(path)
+    elif fmt == "auto" and spec.name in ("cyclegan", "pix2pix") and path.suffix.lower() in (".pth", ".pt"):
+        from gencli.convert.official_cyclegan import load_official  # --weights latest_net_G.pth
+
+        config, tensors, meta = load_official(path, spec.name)
     else:
         if path.is_dir():
             candidates = sorted(path.glob("*.safetensors"))

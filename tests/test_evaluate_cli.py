@@ -1,0 +1,318 @@
+"""`gencli evaluate`: inputs, metrics, caching, output formats and every bad input's one-line error.
+
+The FID Inception here has random weights (the real ones cannot be downloaded in tests); most
+tests use ``--dims 64`` (only the first three convolutions run) to stay fast on 2 busy cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_cli_support import _isolated, cli, make_tiny_checkpoint  # noqa: F401
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    from gencli.convert.fid_inception import convert_fid_inception
+    from gencli.metrics.testing import random_inception_state, save_pth
+
+    d = tmp_path_factory.mktemp("inception")
+    pth = save_pth(random_inception_state(0), d / "pt_inception-2015-12-05-6726825d.pth")
+    return convert_fid_inception(pth, d / "fid_inception.safetensors")
+
+
+def _write_pngs(folder: Path, n: int, seed: int, size: int = 16, mode: str = "RGB", offset: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        arr = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        arr = np.clip(arr.astype(int) + offset, 0, 255).astype(np.uint8)
+        Image.fromarray(arr).convert(mode).save(folder / f"{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def two_folders(tmp_path):
+    return _write_pngs(tmp_path / "real", 6, 0), _write_pngs(tmp_path / "fake", 5, 1, offset=60)
+
+
+def _json(r) -> dict:
+    assert r.code == 0, r.err
+    return json.loads(r.out.decode())
+
+
+def _fid64(capsysbinary, a, b, weights, *extra):
+    return _json(cli(capsysbinary, "evaluate", "fid", a, b, "--weights", weights, "--dims", "64", "--json", *extra))
+
+
+# --- FID, statistics, cache --------------------------------------------------------------------
+def test_fid_matches_an_independent_computation(capsysbinary, two_folders, weights):
+    """Our features + np.cov + scipy's sqrtm, the way pytorch-fid computes it."""
+    linalg = pytest.importorskip("scipy.linalg")
+    import torch
+    import torch.nn.functional as F
+
+    from gencli.metrics.inception import load_inception
+
+    res = _fid64(capsysbinary, *two_folders, weights)
+    assert res["metric"] == "fid" and res["dims"] == 64 and res["preprocess"] == "pytorch-fid"
+    assert [i["n"] for i in res["inputs"]] == [6, 5]
+    model = load_inception(weights, fuse=False)
+    stats = []
+    for folder in two_folders:
+        files = sorted(folder.glob("*.png"))
+        x = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
+                         for f in files]).float() / 255
+        x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
+        with torch.inference_mode():
+            act = model(x, ["64"])["64"].double().numpy()
+        stats.append((act.mean(0), np.cov(act, rowvar=False)))
+    (m1, s1), (m2, s2) = stats
+    covmean = np.real(linalg.sqrtm(s1 @ s2))
+    ref = (m1 - m2) @ (m1 - m2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert res["fid"] == pytest.approx(ref, rel=1e-3)  # sqrtm itself is inexact on rank-5 input
+    assert "only 6 images for 64-d features" in cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights",
+                                                     weights, "--dims", "64").err
+
+
+def test_human_output_is_a_table_on_stderr(capsysbinary, two_folders, weights):
+    r = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", weights, "--dims", "64")
+    assert r.code == 0 and r.out == b""
+    assert "FID" in r.err and "input A" in r.err and "input B" in r.err
+
+
+def test_save_stats_and_npz_input(capsysbinary, two_folders, weights, tmp_path):
+    real, fake = two_folders
+    out = tmp_path / "real.npz"
+    res = _json(cli(capsysbinary, "evaluate", "fid", real, "--weights", weights, "--dims", "64",
+                    "--save-stats", out, "--json"))
+    assert res["saved_stats"] == str(out) and res["n"] == 6
+    with np.load(out) as data:  # pytorch-fid layout
+        assert data["mu"].shape == (64,) and data["sigma"].shape == (64, 64)
+    direct = _fid64(capsysbinary, real, fake, weights, "--no-cache")["fid"]
+    via_npz = _fid64(capsysbinary, out, fake, weights, "--no-cache")["fid"]
+    assert via_npz == pytest.approx(direct, rel=1e-12)
+    # exists -> refuse, --force -> overwrite
+    r = cli(capsysbinary, "evaluate", "fid", real, "--weights", weights, "--dims", "64", "--save-stats", out)
+    r.assert_error(2, "exists", "--force")
+    # a pytorch-fid file written by numpy directly
+    np.savez(tmp_path / "pf.npz", mu=np.zeros(64, np.float32), sigma=np.eye(64, dtype=np.float32))
+    assert _fid64(capsysbinary, tmp_path / "pf.npz", fake, weights)["fid"] > 0
+    # dims mismatch
+    r = cli(capsysbinary, "evaluate", "fid", out, fake, "--weights", weights, "--dims", "192")
+    r.assert_error(1, "64-d statistics", "192-d")
+
+
+def test_stats_cache_is_keyed_by_content(capsysbinary, two_folders, weights, tmp_path):
+    real, fake = two_folders
+    first = _fid64(capsysbinary, real, fake, weights)
+    assert [i["cached"] for i in first["inputs"]] == [False, False]
+    moved = tmp_path / "moved"
+    shutil.copytree(real, moved)
+    second = _fid64(capsysbinary, moved, fake, weights)
+    assert [i["cached"] for i in second["inputs"]] == [True, True]
+    assert second["fid"] == first["fid"]
+    _write_pngs(moved, 1, 99)  # overwrite 000.png with other pixels
+    third = _fid64(capsysbinary, moved, fake, weights)
+    assert third["inputs"][0]["cached"] is False and third["fid"] != first["fid"]
+    # a different preprocessing is a different cache entry
+    tf = _fid64(capsysbinary, real, fake, weights, "--preprocess", "tf")
+    assert tf["inputs"][0]["cached"] is False and tf["preprocess"] == "tf"
+    assert not _fid64(capsysbinary, real, fake, weights, "--no-cache")["inputs"][0]["cached"]
+
+
+def test_glob_inputs(capsysbinary, two_folders, weights):
+    real, fake = two_folders
+    res = _fid64(capsysbinary, str(real / "*.png"), str(fake / "00[0-3].png"), weights)
+    assert [i["n"] for i in res["inputs"]] == [6, 4]
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def test_mixed_sizes_and_modes(capsysbinary, tmp_path, weights):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(mixed / "a_rgb.png")
+    Image.fromarray(rgb[:, :, 0]).save(mixed / "b_grey.png")
+    Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).save(mixed / "c_rgba.png")
+    Image.fromarray(rgb).convert("P").save(mixed / "d_palette.png")
+    Image.fromarray((rng.integers(0, 65535, size=(12, 9))).astype(np.uint16)).save(mixed / "e_16bit.png")
+    Image.fromarray(rgb).convert("CMYK").save(mixed / "f_cmyk.jpg")
+    Image.fromarray(rgb[:7, :11]).save(mixed / "G_UPPER.PNG")
+    res = _fid64(capsysbinary, mixed, mixed, weights)
+    assert res["inputs"][0]["n"] == 7
+    assert res["fid"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_corrupt_file_fails_naming_it_or_is_skipped(capsysbinary, two_folders, weights):
+    real, fake = two_folders
+    (real / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    r = cli(capsysbinary, "evaluate", "fid", real, fake, "--weights", weights, "--dims", "64")
+    r.assert_error(1, "zz_broken.png", "--skip-bad")
+    r = cli(capsysbinary, "evaluate", "fid", real, fake, "--weights", weights, "--dims", "64", "--skip-bad", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["inputs"][0]["n"] == 6
+    assert "warning: skipping" in r.err and "zz_broken.png" in r.err
+
+
+@pytest.mark.parametrize("case", ["empty", "one", "npz", "missing", "notimages"])
+def test_bad_inputs_are_one_line_exit_1(capsysbinary, tmp_path, weights, two_folders, case):
+    real, _ = two_folders
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        arg, needle = tmp_path / "empty", "contains no images"
+    elif case == "one":
+        arg, needle = _write_pngs(tmp_path / "one", 1, 5), "at least 2 images"
+    elif case == "npz":
+        np.savez(tmp_path / "bad.npz", mean=np.zeros(3))
+        arg, needle = tmp_path / "bad.npz", "no mu, sigma"
+    elif case == "missing":
+        arg, needle = tmp_path / "nope", "no such file or folder"
+    else:
+        d = tmp_path / "txt"
+        d.mkdir()
+        (d / "a.png").write_text("hello")
+        (d / "b.png").write_text("world")
+        arg, needle = d, "a.png"
+    r = cli(capsysbinary, "evaluate", "fid", arg, real, "--weights", weights, "--dims", "64")
+    r.assert_error(1, needle)
+
+
+def test_wrong_weights_are_one_line(capsysbinary, two_folders, tmp_path):
+    import torch
+
+    from gencli.checkpoints import save_checkpoint
+
+    ddpm = save_checkpoint(tmp_path / "ddpm.safetensors", {"w": torch.zeros(3)}, {"family": "ddpm"})
+    r = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", ddpm)
+    r.assert_error(1, "ddpm checkpoint", "not the FID Inception")
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "resnet.pth")
+    r = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", tmp_path / "resnet.pth")
+    r.assert_error(1, "resnet.pth", "is not the FID InceptionV3 network")
+
+
+def test_offline_without_weights(capsysbinary, two_folders, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    r = cli(capsysbinary, "evaluate", "fid", *two_folders)
+    r.assert_error(1, "gencli pull fid-inception", "gencli convert fid-inception", "--weights",
+                   "--features fmnist")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["fid", "A"], "compares two inputs"),
+    (["kid", "A"], "compares two inputs"),
+    (["is", "A", "B"], "takes one input"),
+    (["fid", "A", "B", "C"], "at most two"),
+    (["fid", "A", "B", "--save-stats", "x.npz"], "exactly one"),
+    (["kid", "A", "--save-stats", "x.npz"], "--save-stats writes FID"),
+    (["fid", "A", "--save-stats", "x.txt"], ".npz"),
+    (["fod", "A", "B"], "METRIC must be one of"),
+    (["fid", "A", "B", "--preprocess", "cubic"], "--preprocess"),
+    (["fid", "A", "B", "--features", "clip"], "--features"),
+    (["fid", "A", "B", "--features", "fmnist", "--dims", "64"], "--dims"),
+    (["fid", "A", "--model", "ddpm", "B"], "only A"),
+    (["fid", "A", "B", "--steps", "10"], "--model"),
+    (["kid", "A", "B", "--kid-subset-size", "1"], "--kid-subset-size"),
+])
+def test_usage_errors_exit_2(capsysbinary, args, needle):
+    r = cli(capsysbinary, "evaluate", *args)
+    r.assert_error(2, needle)
+
+
+def test_npz_cannot_feed_kid(capsysbinary, two_folders, weights, tmp_path):
+    np.savez(tmp_path / "s.npz", mu=np.zeros(64), sigma=np.eye(64))
+    r = cli(capsysbinary, "evaluate", "kid", tmp_path / "s.npz", two_folders[1], "--weights", weights,
+            "--dims", "64")
+    r.assert_error(2, "need images")
+
+
+# --- the other metrics (Inception) ---------------------------------------------------------------
+def test_kid_with_small_sets(capsysbinary, two_folders, weights):
+    r = cli(capsysbinary, "evaluate", "kid", *two_folders, "--weights", weights, "--dims", "64", "--json",
+            "--kid-subsets", "5")
+    res = _json(r)
+    assert res["kid_subset_size"] == 5 and res["kid_subsets"] == 5 and np.isfinite(res["kid_mean"])
+    assert "subset size reduced from 1000 to 5" in r.err
+
+
+# --- --features fmnist (the bundled classifier) --------------------------------------------------
+def _bundled_classifier() -> Path:
+    from gencli.metrics.fmnist_classifier import WEIGHTS_FILE
+    from gencli.paths import bundled_weights_dir
+
+    return bundled_weights_dir() / WEIGHTS_FILE
+
+
+needs_fmnist = pytest.mark.skipif(not (FMNIST_DIR.is_dir() and _bundled_classifier().is_file()),
+                                  reason="Fashion-MNIST or the bundled classifier is absent")
+
+
+@pytest.fixture(scope="module")
+def fmnist_folders(tmp_path_factory):
+    from gencli.io.datasets import load_fashion_mnist
+
+    test = load_fashion_mnist("test")
+    root = tmp_path_factory.mktemp("fmnist")
+    folders = []
+    for name, lo in (("a", 0), ("b", 150)):
+        d = root / name
+        d.mkdir()
+        for i in range(lo, lo + 150):
+            Image.fromarray(test.images[i, 0].numpy()).save(d / f"{i:05d}.png")
+        folders.append(d)
+    return folders
+
+
+@needs_fmnist
+def test_fmnist_all_metrics_offline(capsysbinary, fmnist_folders, monkeypatch):
+    monkeypatch.setenv("GENCLI_OFFLINE", "1")
+    a, b = fmnist_folders
+    res = _json(cli(capsysbinary, "evaluate", "all", a, b, "--features", "fmnist", "--json"))
+    assert res["features"] == {"fid": "fmnist", "kid": "fmnist", "is": "fmnist", "pr": "fmnist"}
+    assert 0 <= res["fid"] < 50
+    assert abs(res["kid_mean"]) < 0.05
+    assert 3 < res["is_mean"] <= 10  # 10 balanced classes, confidently classified
+    assert 0.5 < res["precision"] <= 1 and 0.5 < res["recall"] <= 1
+    # shifted images are further away than another sample of the same test set
+    res_same = _json(cli(capsysbinary, "evaluate", "fid", a, "fashion-mnist:test", "--features", "fmnist", "--json"))
+    assert res_same["inputs"][1]["n"] == 10000
+
+
+@needs_fmnist
+def test_fmnist_dataset_cache_and_inverted_images(capsysbinary, fmnist_folders, tmp_path):
+    a, _ = fmnist_folders
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    for f in sorted(a.glob("*.png"))[:50]:
+        Image.eval(Image.open(f), lambda v: 255 - v).save(inv / f.name)
+    far = _json(cli(capsysbinary, "evaluate", "fid", a, inv, "--features", "fmnist", "--json"))["fid"]
+    near = _json(cli(capsysbinary, "evaluate", "fid", a, a, "--features", "fmnist", "--json"))["fid"]
+    assert near == pytest.approx(0.0, abs=1e-6) and far > 10
+
+
+@needs_fmnist
+def test_fmnist_model_samples(capsysbinary, tmp_path):
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.safetensors", num_classes=None, size=28)
+    res = _json(cli(capsysbinary, "evaluate", "is", "--model", "ddpm", "--model-weights", ckpt, "-n", "20",
+                    "--steps", "2", "--features", "fmnist", "--splits", "2", "--json"))
+    assert res["inputs"][0]["kind"] == "samples" and res["inputs"][0]["n"] == 20
+    again = _json(cli(capsysbinary, "evaluate", "is", "--model", "ddpm", "--model-weights", ckpt, "-n", "20",
+                      "--steps", "2", "--features", "fmnist", "--splits", "2", "--json"))
+    assert again["is_mean"] == res["is_mean"]  # seeded
+
+
+def test_json_mode_prints_no_table(capsysbinary, two_folders, weights):
+    r = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", weights, "--dims", "64", "--json")
+    assert r.code == 0 and "input A" not in r.err
+    assert set(json.loads(r.out)) >= {"metric", "fid", "features", "inputs", "seed", "device", "seconds",
+                                      "preprocess", "dims"}
