@@ -108,7 +108,7 @@ def translate(
             raise UsageError(f"the {len(results)} outputs differ in size and cannot share one grid: "
                              f"pass -o DIR/ or --size N")
         written = write_images(torch.stack(results), out, force=force)
-    common.info(f"wrote {common.describe_output(written, out)} ({len(paths)} images, {model}, "
+    common.info(f"wrote {common.describe_output(written, out)} ({len(paths)} image{'s' if len(paths) != 1 else ''}, {model}, "
                 f"{time.perf_counter() - t0:.1f} s)", quiet_)
 
 
