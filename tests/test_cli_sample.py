@@ -73,6 +73,19 @@ def test_ddim_family_and_sampler_options(capsysbinary, tiny_ckpt):
     assert r.code == 0, r.err
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_emulated_bf16_is_warned_about_once(capsysbinary, tiny_ckpt, monkeypatch, native):
+    from gencli.cli import common
+
+    monkeypatch.setattr(common, "cpu_has_native_half", lambda precision: native)
+    common._warn_emulated.cache_clear()
+    r = sample(capsysbinary, tiny_ckpt, "-n", "4", "--batch-size", "2", "--precision", "bf16",
+               "--device", "cpu", "-o", "b.png")
+    assert r.code == 0, r.err
+    assert r.err.count("no native bf16") == (0 if native else 1)
+    common._warn_emulated.cache_clear()
+
+
 def test_init_noise_reproduces_exactly(capsysbinary, tiny_ckpt, tmp_path):
     import torch
     from safetensors.torch import save_file

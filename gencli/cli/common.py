@@ -8,6 +8,7 @@ rich are imported inside the functions that need them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -295,12 +296,23 @@ def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
     import torch
 
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    if device.type == "cpu" and not cpu_has_native_half(precision):
-        note(f"warning: this CPU has no native {precision} matrix units (AVX512-{precision.upper()}/AMX); "
-             f"--precision {precision} will likely be slower than fp32 here")
+    warn_if_emulated(device, precision)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def warn_if_emulated(device: Any, precision: str) -> None:
+    """Warn (once per process) when fp16/bf16 on this CPU would be emulated, hence slow."""
+    if precision != "fp32" and device.type == "cpu" and not cpu_has_native_half(precision):
+        _warn_emulated(precision)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_emulated(precision: str) -> None:
+    note(f"warning: this CPU has no native {precision} matrix units (AVX512-{precision.upper()}/AMX); "
+         f"--precision {precision} will likely be slower than fp32 here")
+
+
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_half(precision: str) -> bool:
     """Whether the CPU advertises native bf16/fp16 matmul (AVX512-BF16/FP16 or AMX), from
     /proc/cpuinfo; True where that cannot be read (not Linux), so we never warn wrongly."""

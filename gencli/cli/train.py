@@ -193,6 +193,7 @@ def train(
                             f"{saved_cfg[name]}: the result will differ from an uninterrupted run")
 
     dev = common.device_of(device)
+    common.warn_if_emulated(dev, tcfg.precision)
     if force:
         _clean_run(run)
 
