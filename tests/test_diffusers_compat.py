@@ -16,6 +16,7 @@ from gencli import registry  # noqa: E402
 from gencli.convert.diffusers import convert, load_diffusers  # noqa: E402
 from gencli.errors import InputError  # noqa: E402
 from hubserver import FakeHub, use_fake_hub  # noqa: E402
+from tiny import randomize  # noqa: E402
 
 # google/ddpm-cifar10-32 (its config.json; weights are random here)
 CIFAR10 = {
@@ -41,16 +42,7 @@ DDPM_CONFIG = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_sta
 def random_unet(config: dict, seed: int = 0, **over) -> diffusers.UNet2DModel:
     """A diffusers UNet2DModel with every parameter random (many are zero-initialised)."""
     torch.manual_seed(seed)
-    model = diffusers.UNet2DModel(**{**config, **over})
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1 and "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else 16
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-    return model.eval()
+    return randomize(diffusers.UNet2DModel(**{**config, **over}), seed).eval()
 
 
 def save_pipeline(unet: diffusers.UNet2DModel, folder: Path) -> Path:

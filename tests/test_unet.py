@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from gencli.errors import InputError
 from gencli.models.diffusion import unet as U
 from gencli.models.diffusion.unet import UNet2DModel, normalize_config, rename_legacy_keys, winograd_matrices
+from tiny import randomize
 
 SMALL = {
     "sample_size": 16, "in_channels": 3, "out_channels": 3,
@@ -19,19 +20,6 @@ SMALL = {
     "norm_num_groups": 8, "attention_head_dim": 16, "freq_shift": 1, "flip_sin_to_cos": False,
     "downsample_padding": 0, "norm_eps": 1e-6,
 }
-
-
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights everywhere (many are zero- or one-initialised, which would hide bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1 and "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else 16
-                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-    return model
 
 
 def make(seed: int = 0, **over) -> UNet2DModel:
