@@ -83,6 +83,49 @@ def test_winograd_is_used_only_where_it_applies():
     assert not U._FastState(True, False).use_winograd(conv, x)
 
 
+# --- GroupNorm on NHWC, upsampling as a transposed convolution --------------------------------
+@pytest.mark.parametrize("shape,groups", [((2, 32, 28, 28), 16), ((4, 64, 14, 14), 32), ((16, 64, 7, 7), 16),
+                                          ((3, 96, 9, 11), 8)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_fast_matches_group_norm_on_nhwc(shape, groups, affine):
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(groups, shape[1], eps=1e-6, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    # a large common offset per channel: a one-pass E[x^2] - E[x]^2 would lose digits here
+    x = (torch.randn(shape) * 0.5 + 30 * torch.randn(1, shape[1], 1, 1)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = U._group_norm_fast(norm, x)
+        want = F.group_norm(x.double(), groups, None if norm.weight is None else norm.weight.double(),
+                            None if norm.bias is None else norm.bias.double(), norm.eps)
+    assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-5)
+
+
+def test_group_norm_fast_leaves_other_layouts_to_torch():
+    norm = torch.nn.GroupNorm(8, 32)
+    x = torch.randn(2, 32, 28, 28)  # NCHW
+    with torch.inference_mode():
+        assert torch.equal(U._group_norm_fast(norm, x), norm(x))
+        small = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(U._group_norm_fast(norm, small), norm(small))
+
+
+@pytest.mark.parametrize("size", [(7, 7), (14, 14), (5, 8)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_upsample_as_transposed_convolution_matches_nearest_then_conv(size, channels_last):
+    torch.manual_seed(0)
+    up = U.Upsample2D(48).eval()
+    x = torch.randn(3, 48, *size)
+    state = U._FastState(channels_last, None)
+    with torch.inference_mode():
+        want = up(x)
+        got = up._forward_fast(state, x)
+    assert got.shape == want.shape == (3, 48, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
 # --- the fast path against the plain forward --------------------------------------------------
 @pytest.mark.parametrize("over", [
     {},
