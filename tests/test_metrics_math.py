@@ -37,13 +37,16 @@ def _scipy_fd(mu1, s1, mu2, s2):
 
 
 # --- streaming statistics ------------------------------------------------------------------
+@pytest.mark.parametrize("chunk", [256, 10])  # 10: rows are merged every few batches, unevenly
 @pytest.mark.parametrize("batch", [1, 7, 64, 1000])
-def test_running_stats_equal_np_cov(batch):
+def test_running_stats_equal_np_cov(batch, chunk, monkeypatch):
+    monkeypatch.setattr(RunningStats, "CHUNK", chunk)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 16)) * 5 + 100  # large offset: catches naive sum-of-squares
     rs = RunningStats()
     for i in range(0, len(x), batch):
         rs.update(torch.from_numpy(x[i:i + batch]).float() if batch == 7 else x[i:i + batch])
+        assert rs.n == min(i + batch, len(x))
     st = rs.finalize()
     xf = x.astype(np.float32).astype(np.float64) if batch == 7 else x
     np.testing.assert_allclose(st.mu, xf.mean(axis=0), rtol=1e-12, atol=1e-10)
@@ -306,3 +309,20 @@ def test_cholesky_and_eigh_routes_agree():
     r = v * np.sqrt(w)
     ref = np.sqrt(np.clip(np.linalg.eigvalsh(r.T @ s_low @ r), 0, None)).sum()
     assert sqrtm_trace(s_low, s2) == pytest.approx(ref, rel=1e-6)
+
+
+def test_both_singular_uses_the_rank_r_problem_with_the_same_answer():
+    """Fewer images than dims on both sides: the factor keeps only S1's r nonzero directions, so
+    the eigenproblem is r x r; the trace equals the full d x d formulation's."""
+    from gencli.metrics.stats import sqrtm_trace
+
+    rng = np.random.default_rng(12)
+    d = 96
+    s1 = np.cov(rng.standard_normal((30, d)), rowvar=False)
+    s2 = np.cov(rng.standard_normal((40, d)) * 1.5 + 0.2, rowvar=False)
+    w, v = np.linalg.eigh(s1)
+    w = np.where(w > d * np.finfo(float).eps * w.max(), w, 0.0)
+    r = v * np.sqrt(w)  # d x d, with d - 29 zero columns
+    ev = np.linalg.eigvalsh(r.T @ s2 @ r)
+    ref = np.sqrt(np.where(ev > d * np.finfo(float).eps * ev.max(), ev, 0.0)).sum()
+    assert sqrtm_trace(s1, s2) == pytest.approx(ref, rel=1e-9)

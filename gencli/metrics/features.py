@@ -97,6 +97,14 @@ class VGGExtractor(FeatureExtractor):
         return {"features": self.model(x)}
 
 
+def _batch(device: torch.device, accelerator: int, cpu: int) -> int:
+    """Default images per batch. On the CPU small batches are quicker per image (measured for
+    Inception on 2 cores: 85-90 ms/image at 8 against 100-112 at 50): activations stay in cache
+    and under the allocator's reuse threshold (see gencli.runtime) instead of faulting in
+    hundreds of MB of fresh pages per batch."""
+    return cpu if device.type == "cpu" else accelerator
+
+
 def build_extractor(name: str, *, weights: str | None = None, device: Any = "cpu", dims: int | None = None,
                     resize: str = "pytorch-fid", allow_download: bool = True) -> FeatureExtractor:
     """Build the extractor ``name`` (one of :data:`EXTRACTORS`) on ``device``."""
@@ -113,7 +121,7 @@ def build_extractor(name: str, *, weights: str | None = None, device: Any = "cpu
         path = resolve_network_weights("fid-inception", weights, allow_download=allow_download)
         model = load_inception(path, device=device)
         identity = f"inception-{_file_digest(path)}-{resize}-{dims}"
-        return InceptionExtractor("inception", dims, model, device, identity, True, 50,
+        return InceptionExtractor("inception", dims, model, device, identity, True, _batch(device, 50, 8),
                                   {"resize": resize, "weights": str(path)})
     if name == "fmnist":
         from gencli.metrics.fmnist_classifier import WEIGHTS_FILE, load_classifier

@@ -67,10 +67,13 @@ class BasicConv2d(nn.Module):
             return
         scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
         conv = self.conv
-        fused = nn.utils.skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size,
-                                   conv.stride, conv.padding, bias=True, device=conv.weight.device)
-        fused.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).float())
-        fused.bias.copy_((bn.bias.double() - bn.running_mean.double() * scale).float())
+        with torch.device("meta"):  # the parameters are assigned below (skip_init's to_empty is slow)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, bias=True)
+        fused.weight = nn.Parameter((conv.weight.double() * scale.view(-1, 1, 1, 1)).float(),
+                                    requires_grad=conv.weight.requires_grad)
+        fused.bias = nn.Parameter((bn.bias.double() - bn.running_mean.double() * scale).float(),
+                                  requires_grad=conv.weight.requires_grad)
         self.conv = fused
         self.bn = nn.Identity()
 
