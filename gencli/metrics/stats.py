@@ -159,39 +159,54 @@ def sqrtm_trace(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """``tr sqrt(S1 S2)`` for symmetric positive semi-definite ``S1``, ``S2`` (float64).
 
     The eigenvalues of ``S1 S2`` are those of ``R^T S2 R`` for any factor ``S1 = R R^T``, which is
-    symmetric PSD, so one symmetric eigenvalue problem (values only) gives the trace. ``R`` is the
-    Cholesky factor when ``S1`` (or ``S2``, the roles being symmetric) is safely positive definite,
-    and ``V diag(sqrt(max(w, 0)))`` from a symmetric eigendecomposition otherwise (rank-deficient
-    covariances: fewer images than dimensions).
+    symmetric PSD, so one symmetric eigenvalue problem (values only) gives the trace; the roles
+    of S1 and S2 can be swapped. When both are safely positive definite, ``R`` is S1's Cholesky
+    factor. Otherwise (fewer images than dimensions) ``R = V_r diag(sqrt(w_r))`` holds the r
+    nonzero eigenpairs of the singular side with the lower rank, so ``R^T S2 R`` is r x r with no
+    structurally zero eigenvalues: every eigenvalue it has is real signal, down to rounding level
+    (measured on 500 + 500 Inception features: a noise threshold there biased FID by 1e-3), and
+    only negative rounding is clipped. Checked against the exact rank-deficient value, the nuclear
+    norm of ``A1 A2^T / sqrt((n1-1)(n2-1))`` from the centred features: 1e-7 relative.
     """
     t1 = _sym(torch.from_numpy(np.ascontiguousarray(sigma1, dtype=np.float64)))
     t2 = _sym(torch.from_numpy(np.ascontiguousarray(sigma2, dtype=np.float64)))
-    for a, b in ((t1, t2), (t2, t1)):
-        scale = float(a.diagonal().max())
-        if scale <= 0:
+    low1, low2 = _safe_cholesky(t1), _safe_cholesky(t2)
+    if low1 is not None and low2 is not None:
+        return _sum_sqrt(torch.linalg.eigvalsh(_sym(low1.T @ t2 @ low1)))
+    best = None
+    for a, b, low in ((t1, t2, low1), (t2, t1, low2)):
+        if low is not None:
             continue
-        low, info = torch.linalg.cholesky_ex(a)
-        # a pivot near rounding level means "numerically singular": the factor would be garbage
-        if int(info) == 0 and float(low.diagonal().square().min()) > _PIVOT_RTOL * scale:
-            return _sum_sqrt(torch.linalg.eigvalsh(_sym(low.T @ b @ low)))
-    w, v = torch.linalg.eigh(t1)
-    w = _zero_noise(w)
-    keep = w > 0  # zero eigenvalues give zero columns of the factor: leave them out (r x r, not d x d)
-    root = v[:, keep] * w[keep].sqrt()
-    # rounding level as for the full d x d problem (the r x r one is a compression of it)
-    return _sum_sqrt(torch.linalg.eigvalsh(_sym(root.T @ t2 @ root)), t1.shape[0])
+        w, v = torch.linalg.eigh(a)
+        keep = _zero_noise(w) > 0  # S's own rounding-level eigenvalues (a clean gap below its rank)
+        if best is None or int(keep.sum()) < best[0]:
+            best = (int(keep.sum()), v[:, keep] * w[keep].sqrt(), b)
+    _, root, other = best
+    return _sum_sqrt(torch.linalg.eigvalsh(_sym(root.T @ other @ root)))
 
 
-def _zero_noise(ev: torch.Tensor, d: int | None = None) -> torch.Tensor:
-    """Eigenvalues below rounding level (``d * eps * max``, d the problem's dimension) are exact
-    zeros of a singular matrix; keeping them would add ``sqrt(noise)`` terms, e.g. 1e-8 each."""
+def _safe_cholesky(a: torch.Tensor) -> torch.Tensor | None:
+    """Cholesky factor of ``a``, or None unless it is safely positive definite (a pivot near
+    rounding level means numerically singular: the factor would be garbage)."""
+    scale = float(a.diagonal().max())
+    if scale <= 0:
+        return None
+    low, info = torch.linalg.cholesky_ex(a)
+    if int(info) != 0 or float(low.diagonal().square().min()) <= _PIVOT_RTOL * scale:
+        return None
+    return low
+
+
+def _zero_noise(ev: torch.Tensor) -> torch.Tensor:
+    """A covariance's eigenvalues below rounding level (``d * eps * max``) are exact zeros of a
+    singular matrix (its rank is at most n - 1)."""
     top = float(ev.max()) if ev.numel() else 0.0
-    tol = (d or ev.shape[0]) * torch.finfo(ev.dtype).eps * max(top, 0.0)
+    tol = ev.shape[0] * torch.finfo(ev.dtype).eps * max(top, 0.0)
     return torch.where(ev > tol, ev, torch.zeros_like(ev))
 
 
-def _sum_sqrt(ev: torch.Tensor, d: int | None = None) -> float:
-    return float(_zero_noise(ev, d).sqrt().sum())
+def _sum_sqrt(ev: torch.Tensor) -> float:
+    return float(ev.clamp(min=0).sqrt().sum())
 
 
 _PIVOT_RTOL = 1e-10
