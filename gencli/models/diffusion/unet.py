@@ -171,13 +171,14 @@ class _FastState:
         self.cache[name] = (key, value)
         return value
 
-    def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor, shape: tuple[int, ...] | None = None) -> bool:
+        """Whether ``conv`` on ``x`` (or on a tensor like ``x`` of ``shape``) goes through Winograd."""
         if self.winograd is False or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
         if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1)
                 or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"):
             return False
-        n, c, h, w = x.shape
+        n, c, h, w = shape or x.shape
         if h % 4 or w % 4:
             return False
         if self.winograd is None and (min(conv.in_channels, conv.out_channels) < _WINO_MIN_CHANNELS
@@ -241,7 +242,7 @@ def _group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     n, c, h, w = x.shape
     if (x.device.type != "cpu" or x.dtype != torch.float32 or x.is_contiguous()
             or not x.is_contiguous(memory_format=torch.channels_last)
-            or x.numel() < 32768 or (h * w <= 196 and c >= 128)):  # where torch's own kernel is as quick
+            or x.numel() < 32768 or c >= 128):  # where torch's own kernel is as quick (measured)
         return norm(x)
     xv = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of the NHWC memory
     avg = _group_average(c, norm.num_groups, h * w, x.device)
@@ -471,6 +472,10 @@ class Upsample2D(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
     def _forward_fast(self, state: _FastState, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if state.use_winograd(self.conv, x, (n, c, 2 * h, 2 * w)):
+            # wide layers: Winograd on the upsampled image does fewer multiplications (1/4 vs 16/36)
+            return _conv_fast(state, self.conv, F.interpolate(x, scale_factor=2.0, mode="nearest"))
         if state.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # nearest x2 + 3x3 conv as one stride-2 transposed convolution (see upsample_weight)
