@@ -44,22 +44,16 @@ import tempfile
 import time
 from pathlib import Path
 
-CIFAR10 = {
-    "sample_size": 32, "in_channels": 3, "out_channels": 3,
-    "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-    "attention_head_dim": None, "flip_sin_to_cos": False, "freq_shift": 1, "norm_eps": 1e-6,
-    "norm_num_groups": 32, "downsample_padding": 0,
-}
 DDPM_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
                   "clip_sample": True, "variance_type": "fixed_large"}
 
 
 def unet_config(name: str) -> dict:
-    if name == "cifar10":
-        return dict(CIFAR10)
     from gencli.models.diffusion.ddpm import DiffusionModel
+    from gencli.models.diffusion.unet import DDPM_CIFAR10_CONFIG
+
+    if name == "cifar10":
+        return dict(DDPM_CIFAR10_CONFIG)
 
     cfg = DiffusionModel.config_for_data(28, 1, None)["unet"]  # what `gencli train ddpm` builds for Fashion-MNIST
     return {k: v for k, v in cfg.items() if k != "num_class_embeds"}

@@ -15,18 +15,11 @@ diffusers = pytest.importorskip("diffusers")
 from gencli import registry  # noqa: E402
 from gencli.convert.diffusers import convert, load_diffusers  # noqa: E402
 from gencli.errors import InputError  # noqa: E402
+from gencli.models.diffusion.unet import DDPM_CIFAR10_CONFIG  # noqa: E402
 from hubserver import FakeHub, use_fake_hub  # noqa: E402
 from tiny import randomize  # noqa: E402
 
-# google/ddpm-cifar10-32 (its config.json; weights are random here)
-CIFAR10 = {
-    "sample_size": 32, "in_channels": 3, "out_channels": 3,
-    "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-    "attention_head_dim": None, "flip_sin_to_cos": False, "freq_shift": 1, "norm_eps": 1e-6,
-    "norm_num_groups": 32, "downsample_padding": 0, "act_fn": "silu", "time_embedding_type": "positional",
-}
+CIFAR10 = DDPM_CIFAR10_CONFIG  # google/ddpm-cifar10-32 (its config.json; weights are random here)
 # The same architecture family, small enough for sampling loops in a test.
 SMALL = {
     "sample_size": 16, "in_channels": 3, "out_channels": 3,

@@ -10,15 +10,14 @@ import pytest
 PROBE = textwrap.dedent("""
     import resource, torch
     from gencli.runtime import tune_allocator
+    from gencli.models.diffusion.ddpm import DiffusionModel
     from gencli.models.diffusion.unet import UNet2DModel
     on = tune_allocator()
     assert tune_allocator() is on  # once per process
     torch.set_num_threads(1)
     # the bundled DDPM's UNet at batch 16: activations of 0.1-5 MB, as in `gencli sample ddpm`
-    unet = UNet2DModel({"sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [32, 64, 64],
-                        "layers_per_block": 1, "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
-                        "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"], "norm_num_groups": 16,
-                        "attention_head_dim": None}).eval()
+    config = DiffusionModel.config_for_data(28, 1, None)["unet"]
+    unet = UNet2DModel({k: v for k, v in config.items() if k != "num_class_embeds"}).eval()
     x, t = torch.randn(16, 1, 28, 28), torch.full((16,), 500)
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

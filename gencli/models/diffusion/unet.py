@@ -59,6 +59,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "num_train_timesteps": None,
 }
 
+# google/ddpm-cifar10-32's config.json: the architecture of the public diffusers DDPM checkpoints
+# (what the compatibility test and bench/sample_vs_diffusers.py build, with random weights).
+DDPM_CIFAR10_CONFIG: dict[str, Any] = {
+    "sample_size": 32, "in_channels": 3, "out_channels": 3,
+    "block_out_channels": [128, 256, 256, 256], "layers_per_block": 2,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+    "attention_head_dim": None, "flip_sin_to_cos": False, "freq_shift": 1, "norm_eps": 1e-6,
+    "norm_num_groups": 32, "downsample_padding": 0, "act_fn": "silu", "time_embedding_type": "positional",
+}
+
 _DOWN = {"DownBlock2D": False, "AttnDownBlock2D": True}
 _UP = {"UpBlock2D": False, "AttnUpBlock2D": True}
 
