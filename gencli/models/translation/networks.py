@@ -282,16 +282,23 @@ class PixelDiscriminator(nn.Module):
 # Building from configs, initialisation, inference switches
 
 
-def generator_config(cfg: dict[str, Any] | str) -> dict[str, Any]:
-    """Normalise a generator config (an official ``--netG`` name or a dict) with every field set."""
+def _expand_alias(cfg: dict[str, Any] | str, aliases: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
+    """An official name (``"resnet_9blocks"``) or a dict whose ``net`` is one, as the fields it
+    stands for, overridden by the dict's other fields."""
     if isinstance(cfg, str):
         cfg = {"net": cfg}
     cfg = dict(cfg)
     net = cfg.pop("net", None)
     if net is not None:
-        if net not in NETG_ALIASES:
-            raise UsageError(f"unknown generator {net!r}; use one of {', '.join(NETG_ALIASES)}")
-        cfg = {**NETG_ALIASES[net], **cfg}
+        if net not in aliases:
+            raise UsageError(f"unknown {what} {net!r}; use one of {', '.join(aliases)}")
+        cfg = {**aliases[net], **cfg}
+    return cfg
+
+
+def generator_config(cfg: dict[str, Any] | str) -> dict[str, Any]:
+    """Normalise a generator config (an official ``--netG`` name or a dict) with every field set."""
+    cfg = _expand_alias(cfg, NETG_ALIASES, "generator")
     arch = cfg.get("arch", "resnet")
     if arch not in GENERATOR_ARCHS:
         raise UsageError(f"unknown generator architecture {arch!r}; use resnet or unet")
@@ -318,14 +325,7 @@ def build_generator(cfg: dict[str, Any] | str) -> nn.Module:
 
 
 def discriminator_config(cfg: dict[str, Any] | str) -> dict[str, Any]:
-    if isinstance(cfg, str):
-        cfg = {"net": cfg}
-    cfg = dict(cfg)
-    net = cfg.pop("net", None)
-    if net is not None:
-        if net not in NETD_ALIASES:
-            raise UsageError(f"unknown discriminator {net!r}; use one of {', '.join(NETD_ALIASES)}")
-        cfg = {**NETD_ALIASES[net], **cfg}
+    cfg = _expand_alias(cfg, NETD_ALIASES, "discriminator")
     arch = cfg.get("arch", "n_layers")
     if arch not in DISCRIMINATOR_ARCHS:
         raise UsageError(f"unknown discriminator architecture {arch!r}; use n_layers or pixel")
