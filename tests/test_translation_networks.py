@@ -14,7 +14,8 @@ from gencli.convert.official_cyclegan import (convert_cyclegan, convert_file, co
                                               infer_generator_config, load_pth, official_to_gencli)
 from gencli.errors import InputError, UsageError
 from gencli.models.translation.cyclegan import CycleGAN
-from gencli.models.translation.networks import build_discriminator, build_generator
+from gencli.models.gan.discriminators import build_discriminator
+from gencli.models.translation.networks import build_generator
 from gencli.models.translation.pix2pix import Pix2Pix
 
 

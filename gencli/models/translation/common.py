@@ -1,5 +1,6 @@
 """What CycleGAN and pix2pix share: inference (channels, resize, pad/crop, tiles, test-time
-behaviour), the GAN losses, the image pool and the linear learning-rate decay."""
+behaviour), configs and the linear learning-rate decay. The GAN losses, discriminators and image
+pool are :mod:`gencli.models.gan`'s."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import warnings
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import UsageError
 from gencli.models.base import GenerativeModel, Progress
-from gencli.models.translation.networks import discriminator_config, generator_config, set_inference_mode
+from gencli.models.gan.discriminators import discriminator_config
+from gencli.models.translation.networks import generator_config, set_inference_mode
 from gencli.models.translation.tiling import run_padded, run_tiled
 
 DIRECTIONS = ("AtoB", "BtoA")
@@ -34,61 +35,12 @@ def merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, A
     return out
 
 
-def gan_loss(pred: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
-    """LSGAN (mean squared error to 1/0) or the vanilla GAN loss (BCE with logits)."""
-    pred = pred.float()
-    target = torch.ones_like(pred) if real else torch.zeros_like(pred)
-    if mode == "lsgan":
-        return F.mse_loss(pred, target)
-    if mode == "vanilla":
-        return F.binary_cross_entropy_with_logits(pred, target)
-    raise UsageError(f"unknown gan_mode {mode!r}; use lsgan or vanilla")
-
-
 def linear_decay(step: int, total: int, start: float) -> float:
     """1 for the first ``start`` fraction of the steps, then linearly towards 0 (the official 'linear' policy)."""
     first = int(total * start)
     if step < first:
         return 1.0
     return max(0.0, 1.0 - (step - first) / float(total - first + 1))
-
-
-class ImagePool(nn.Module):
-    """The history of generated images the discriminator also sees (Shrivastava et al. 2017).
-
-    Until the pool is full each image is stored and returned; afterwards, with probability 1/2 a
-    stored image is returned in its place (and replaced by it). The pool lives in buffers, so it
-    is saved with the training state and a resumed run continues with the same history.
-    """
-
-    def __init__(self, size: int, shape: tuple[int, int, int]):
-        super().__init__()
-        self.size = size
-        self.register_buffer("images", torch.zeros(size, *shape))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return images.detach()
-        if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
-            raise UsageError(f"training images are {tuple(images.shape[1:])} but this model's image pool holds "
-                             f"{tuple(self.images.shape[1:])}: train at the config's image_size")
-        out = []
-        n = int(self.count)
-        for img in images.detach():
-            if n < self.size:
-                self.images[n] = img
-                n += 1
-                out.append(img)
-            elif float(torch.rand(())) > 0.5:
-                i = int(torch.randint(self.size, ()))
-                out.append(self.images[i].clone())
-                self.images[i] = img
-            else:
-                out.append(img)
-        self.count.fill_(n)
-        return torch.stack(out)
 
 
 def _inference_defaults(config: dict[str, Any]) -> dict[str, bool]:

@@ -26,10 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.models.gan.discriminators import build_discriminator
+from gencli.models.gan.losses import gan_loss
+from gencli.models.gan.norms import init_weights
+from gencli.models.gan.pool import ImagePool
 from gencli.models.translation.common import (
-    DIRECTIONS, ImagePool, TranslationModel, gan_loss, merge, merged_config, normalized_generator, unet_depth_for)
-from gencli.models.translation.networks import (
-    build_discriminator, build_generator, init_weights)
+    DIRECTIONS, TranslationModel, merge, merged_config, normalized_generator, unet_depth_for)
+from gencli.models.translation.networks import build_generator
 
 #: The official CycleGAN options (train.py defaults with --model cycle_gan).
 DEFAULT_CONFIG: dict[str, Any] = {

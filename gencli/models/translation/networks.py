@@ -14,15 +14,14 @@ load key-for-key (see ``gencli.convert.official_cyclegan``):
   ``num_downs - 5`` blocks right above the innermost one, all at ngf*8, end in Dropout(0.5) when
   enabled. unet_256 = 8 downs, unet_128 = 7. As in the official code (whose LeakyReLU works in
   place on the block input), the skip connections carry LeakyReLU(x).
-- :class:`NLayerDiscriminator` (PatchGAN; ``n_layers=3`` gives the 70x70 receptive field) and
-  :class:`PixelDiscriminator` (1x1 convolutions, a per-pixel GAN).
-- :func:`init_weights`: normal(0, 0.02) for conv weights, zero biases, BatchNorm weight
-  normal(1, 0.02).
+
+The discriminators (PatchGAN, pixelGAN), the norm layers and the official weight init are shared
+with the GAN family and live in :mod:`gencli.models.gan` (``discriminators``, ``norms``).
 
 Two deviations from plain ``torch.nn`` layers, both without effect on the state-dict keys:
-:class:`BatchNorm2d` can normalise every image with its own statistics at inference (what the
-official pix2pix ``test.py`` effectively does: it runs the network in train mode with batch
-size 1), and :class:`Dropout` can stay active at inference (pix2pix's test-time noise), drawing
+:class:`~gencli.models.gan.norms.BatchNorm2d` can normalise every image with its own
+statistics at inference (what the official pix2pix ``test.py`` effectively does: it runs the
+network in train mode with batch size 1), and :class:`Dropout` can stay active at inference (pix2pix's test-time noise), drawing
 its masks from a ``torch.Generator`` so the result is reproducible.
 """
 
@@ -31,48 +30,26 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.models.gan.discriminators import expand_alias
+from gencli.models.gan.norms import BatchNorm2d, check_norm, norm_layer
 
-NORMS = ("instance", "batch")
 PADDINGS = ("reflect", "replicate", "zero")
 GENERATOR_ARCHS = ("resnet", "unet")
-DISCRIMINATOR_ARCHS = ("n_layers", "pixel")
 
-#: The official ``--netG`` / ``--netD`` names and what they mean here.
+#: The official ``--netG`` names and what they mean here.
 NETG_ALIASES: dict[str, dict[str, Any]] = {
     "resnet_9blocks": {"arch": "resnet", "n_blocks": 9},
     "resnet_6blocks": {"arch": "resnet", "n_blocks": 6},
     "unet_256": {"arch": "unet", "num_downs": 8},
     "unet_128": {"arch": "unet", "num_downs": 7},
 }
-NETD_ALIASES: dict[str, dict[str, Any]] = {
-    "basic": {"arch": "n_layers", "n_layers": 3},
-    "pixel": {"arch": "pixel"},
-}
 
 
 # --------------------------------------------------------------------------------------------
 # Layers
-
-
-class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` (same keys) that can use each image's own statistics at inference.
-
-    With ``per_image = True`` and the module in eval mode, every image is normalised with its
-    own per-channel mean and (biased) variance, then scaled by the learned affine parameters:
-    exactly what train-mode BatchNorm computes for a batch of one image, so a batch gives the
-    same result as images fed one at a time. Running statistics are neither used nor updated.
-    """
-
-    per_image: bool = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.per_image and not self.training:
-            return F.instance_norm(x, weight=self.weight, bias=self.bias, use_input_stats=True, eps=self.eps)
-        return super().forward(x)
 
 
 class Dropout(nn.Dropout):
@@ -90,19 +67,6 @@ class Dropout(nn.Dropout):
         dev = g.device if g is not None else x.device
         keep = torch.rand(x.shape, generator=g, device=dev).to(x.device) >= self.p
         return x * keep.to(x.dtype) / (1.0 - self.p)
-
-
-def _check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise UsageError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
-    return norm
-
-
-def norm_layer(norm: str, channels: int) -> nn.Module:
-    """Instance norm without affine parameters or running statistics, or batch norm."""
-    if _check_norm(norm) == "instance":
-        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
-    return BatchNorm2d(channels)
 
 
 def _pad(padding_type: str, amount: int) -> tuple[list[nn.Module], int]:
@@ -148,7 +112,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         if n_blocks < 0:
             raise UsageError(f"n_blocks must be >= 0, got {n_blocks}")
-        bias = _check_norm(norm) == "instance"
+        bias = check_norm(norm) == "instance"
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias),
                                    norm_layer(norm, ngf), nn.ReLU(True)]
         for i in range(self.n_downsampling):
@@ -181,7 +145,7 @@ class UnetSkipConnectionBlock(nn.Module):
                  norm: str = "batch", dropout: bool = False):
         super().__init__()
         self.outermost = outermost
-        bias = _check_norm(norm) == "instance"
+        bias = check_norm(norm) == "instance"
         input_nc = outer_nc if input_nc is None else input_nc
         downconv = nn.Conv2d(input_nc, inner_nc, 4, stride=2, padding=1, bias=bias)
         if outermost:
@@ -238,73 +202,18 @@ class UnetGenerator(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# Discriminators
-
-
-class NLayerDiscriminator(nn.Module):
-    """PatchGAN: conv4 s2 + LReLU, (n_layers-1) x [conv4 s2, norm, LReLU], conv4 s1, norm, LReLU, conv4 s1 -> 1."""
-
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch"):
-        super().__init__()
-        bias = _check_norm(norm) == "instance"
-        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        mult = 1
-        for n in range(1, n_layers):
-            prev, mult = mult, min(2 ** n, 8)
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=bias),
-                       norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True)]
-        prev, mult = mult, min(2 ** n_layers, 8)
-        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=bias),
-                   norm_layer(norm, ndf * mult), nn.LeakyReLU(0.2, True),
-                   nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-class PixelDiscriminator(nn.Module):
-    """1x1 PatchGAN (pixelGAN): conv1 -> ndf, LReLU, conv1 -> 2ndf, norm, LReLU, conv1 -> 1."""
-
-    def __init__(self, input_nc: int, ndf: int = 64, norm: str = "batch"):
-        super().__init__()
-        bias = _check_norm(norm) == "instance"
-        self.net = nn.Sequential(
-            nn.Conv2d(input_nc, ndf, 1), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf, ndf * 2, 1, bias=bias), norm_layer(norm, ndf * 2), nn.LeakyReLU(0.2, True),
-            nn.Conv2d(ndf * 2, 1, 1, bias=bias))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-# --------------------------------------------------------------------------------------------
-# Building from configs, initialisation, inference switches
-
-
-def _expand_alias(cfg: dict[str, Any] | str, aliases: dict[str, dict[str, Any]], what: str) -> dict[str, Any]:
-    """An official name (``"resnet_9blocks"``) or a dict whose ``net`` is one, as the fields it
-    stands for, overridden by the dict's other fields."""
-    if isinstance(cfg, str):
-        cfg = {"net": cfg}
-    cfg = dict(cfg)
-    net = cfg.pop("net", None)
-    if net is not None:
-        if net not in aliases:
-            raise UsageError(f"unknown {what} {net!r}; use one of {', '.join(aliases)}")
-        cfg = {**aliases[net], **cfg}
-    return cfg
+# Building from configs, inference switches
 
 
 def generator_config(cfg: dict[str, Any] | str) -> dict[str, Any]:
     """Normalise a generator config (an official ``--netG`` name or a dict) with every field set."""
-    cfg = _expand_alias(cfg, NETG_ALIASES, "generator")
+    cfg = expand_alias(cfg, NETG_ALIASES, "generator")
     arch = cfg.get("arch", "resnet")
     if arch not in GENERATOR_ARCHS:
         raise UsageError(f"unknown generator architecture {arch!r}; use resnet or unet")
     out: dict[str, Any] = {"arch": arch, "input_nc": int(cfg.get("input_nc", 3)),
                            "output_nc": int(cfg.get("output_nc", 3)), "ngf": int(cfg.get("ngf", 64)),
-                           "norm": _check_norm(cfg.get("norm", "instance" if arch == "resnet" else "batch")),
+                           "norm": check_norm(cfg.get("norm", "instance" if arch == "resnet" else "batch")),
                            "dropout": bool(cfg.get("dropout", False))}
     if arch == "resnet":
         out["n_blocks"] = int(cfg.get("n_blocks", 9))
@@ -322,39 +231,6 @@ def build_generator(cfg: dict[str, Any] | str) -> nn.Module:
         return ResnetGenerator(c["input_nc"], c["output_nc"], c["ngf"], c["norm"], c["dropout"],
                                c["n_blocks"], c["padding_type"])
     return UnetGenerator(c["input_nc"], c["output_nc"], c["num_downs"], c["ngf"], c["norm"], c["dropout"])
-
-
-def discriminator_config(cfg: dict[str, Any] | str) -> dict[str, Any]:
-    cfg = _expand_alias(cfg, NETD_ALIASES, "discriminator")
-    arch = cfg.get("arch", "n_layers")
-    if arch not in DISCRIMINATOR_ARCHS:
-        raise UsageError(f"unknown discriminator architecture {arch!r}; use n_layers or pixel")
-    out = {"arch": arch, "input_nc": int(cfg.get("input_nc", 3)), "ndf": int(cfg.get("ndf", 64)),
-           "norm": _check_norm(cfg.get("norm", "batch"))}
-    if arch == "n_layers":
-        out["n_layers"] = int(cfg.get("n_layers", 3))
-    return out
-
-
-def build_discriminator(cfg: dict[str, Any] | str) -> nn.Module:
-    c = discriminator_config(cfg)
-    if c["arch"] == "n_layers":
-        return NLayerDiscriminator(c["input_nc"], c["ndf"], c["n_layers"], c["norm"])
-    return PixelDiscriminator(c["input_nc"], c["ndf"], c["norm"])
-
-
-@torch.no_grad()
-def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The official 'normal' init: conv weights ~ N(0, gain), biases 0; BatchNorm weight ~ N(1, gain), bias 0."""
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, gain)
-            nn.init.zeros_(m.bias)
-    return net
 
 
 def set_inference_mode(net: nn.Module, *, per_image_norm: bool = False, dropout: bool = False,
