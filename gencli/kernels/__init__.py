@@ -1,0 +1,11 @@
+"""Fast-path kernels, each beside the plain-torch reference it is tested against.
+
+- :mod:`~gencli.kernels.winograd`: Winograd F(4x4, 3x3) convolution (``conv3x3_winograd`` /
+  ``conv3x3_reference``).
+- :mod:`~gencli.kernels.group_norm`: GroupNorm on NHWC memory (``group_norm_nhwc`` /
+  ``group_norm_reference``).
+- :mod:`~gencli.kernels.upsample`: nearest x2 + 3x3 conv as a transposed convolution
+  (``upsample2x_conv3x3`` / ``upsample2x_conv3x3_reference``).
+- :mod:`~gencli.kernels.fast_path`: ``FastState`` (options, weight caches, scratch memory) and the
+  dispatch the layers' inference fast path calls.
+"""

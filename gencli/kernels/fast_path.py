@@ -1,0 +1,163 @@
+"""The inference fast path's state and dispatch: which kernel runs a layer, with cached weights.
+
+Blocks in :mod:`gencli.models.layers` call :func:`conv_fast`, :func:`group_norm_fast` and
+:func:`upsample2x_conv_fast` from their ``_forward_fast`` methods (used only without autograd and
+in eval mode; see ``UNet2DModel.fast_inference``). Nothing here changes a parameter:
+ - channels_last activations (oneDNN convolutions run on NHWC without reorders), every conv
+   output kept NHWC;
+ - stride-1 3x3 convolutions as Winograd F(4x4, 3x3) on the CPU in fp32 where it is quicker
+   (:mod:`gencli.kernels.winograd`; transformed filters cached), SiLU, the per-sample bias and the
+   residual folded into it;
+ - GroupNorm on NHWC with :mod:`gencli.kernels.group_norm` where torch's kernel is slower;
+ - nearest x2 upsampling + 3x3 conv as one transposed convolution (:mod:`gencli.kernels.upsample`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gencli.kernels.group_norm import group_norm_nhwc
+from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
+from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, winograd_filters
+
+# Below these sizes (channels; tiles = N * H/4 * W/4) direct convolution wins or ties on AVX2
+# cores: the transforms and the 4x larger transformed filters dominate (measured: 32-64 channels
+# 0.6-1.2x, 96 channels 1.3x, 128-512 channels 1.5-2.2x). winograd=True ignores both limits.
+WINO_MIN_TILES = 16
+WINO_MIN_CHANNELS = 96
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+class FastState:
+    """Options and caches of the fast path. Cached tensors are keyed on their sources'
+    (data_ptr, _version), so weights changed in place by load_state_dict or an optimizer step are
+    seen; writes through ``param.data`` bypass the version counter (use a new fast_inference()
+    block, or call optimize_for_inference() again, after those)."""
+
+    def __init__(self, channels_last: bool, winograd: bool | None):
+        self.channels_last = channels_last
+        self.winograd = winograd
+        self.cache: dict[Any, tuple[tuple, Any]] = {}
+        self._local = threading.local()
+
+    def workspace(self, role: str, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """A reusable flat scratch tensor (at least ``numel`` elements) for one role in a kernel.
+
+        Reusing scratch memory avoids page-faulting fresh multi-megabyte allocations on every
+        call. Per thread, so concurrent forwards on one model do not share scratch space."""
+        store = getattr(self._local, "buffers", None)
+        if store is None:
+            store = self._local.buffers = {}
+        key = (role, like.device, like.dtype)
+        t = store.get(key)
+        if t is None or t.numel() < numel:
+            t = store[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return t[:numel]
+
+    def cached(self, name: Any, sources: tuple[torch.Tensor, ...], build):
+        # (inference tensors have no version counter: their storage identity has to do)
+        key = tuple((t.data_ptr(), None if t.is_inference() else t._version, t.device, t.dtype)
+                    for t in sources)
+        hit = self.cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = build()
+        self.cache[name] = (key, value)
+        return value
+
+    def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor, shape: tuple[int, ...] | None = None) -> bool:
+        """Whether ``conv`` on ``x`` (or on a tensor like ``x`` of ``shape``) goes through Winograd."""
+        if self.winograd is False or x.device.type != "cpu" or x.dtype != torch.float32:
+            return False
+        if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1)
+                or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"):
+            return False
+        n, c, h, w = shape or x.shape
+        if h % 4 or w % 4:
+            return False
+        if self.winograd is None and (min(conv.in_channels, conv.out_channels) < WINO_MIN_CHANNELS
+                                      or n * (h // 4) * (w // 4) < WINO_MIN_TILES):
+            return False
+        return not _autocast_on("cpu")
+
+    # -- weights ---------------------------------------------------------------------------
+    def conv_weight(self, conv: nn.Conv2d) -> torch.Tensor:
+        w = conv.weight
+        if not self.channels_last or w.is_contiguous(memory_format=torch.channels_last):
+            return w
+        return self.cached(("cl", id(conv)), (w,), lambda: w.detach().contiguous(memory_format=torch.channels_last))
+
+    def upsample_weight(self, conv: nn.Conv2d) -> torch.Tensor:
+        """``conv``'s weight as the transposed-convolution kernel of nearest x2 + ``conv``."""
+        def build():
+            wt = upsample2x_conv3x3_weight(conv.weight)
+            return wt.contiguous(memory_format=torch.channels_last) if self.channels_last else wt.contiguous()
+        return self.cached(("up", id(conv)), (conv.weight,), build)
+
+    def winograd_filters(self, conv: nn.Conv2d) -> WinogradFilters:
+        return self.cached(("wino", id(conv)), (conv.weight,), lambda: winograd_filters(conv.weight))
+
+
+def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool = False,
+              sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
+              add_bias: bool = True) -> torch.Tensor:
+    """conv(silu(x) if silu else x) + sample_bias[:, :, None, None] + residual.
+
+    ``add_bias=False`` leaves out the conv's own bias (the caller folded it into sample_bias).
+    With ``silu`` the input may be overwritten (callers pass a fresh normalisation output)."""
+    bias = conv.bias if add_bias else None
+    if state.use_winograd(conv, x):
+        return conv3x3_winograd(x, state.winograd_filters(conv), bias, silu=silu, sample_bias=sample_bias,
+                                residual=residual, workspace=state.workspace)
+    if silu:
+        x = F.silu(x, inplace=True)
+    if state.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+            and bias is not None and x.is_contiguous(memory_format=torch.channels_last)):
+        # a 1x1 convolution on NHWC memory is one matmul (oneDNN's 1x1 path is slower here)
+        n, c, h, w = x.shape
+        out = torch.addmm(bias, x.permute(0, 2, 3, 1).reshape(n * h * w, c), conv.weight.view(-1, c).t())
+        out = out.view(n, h, w, -1).permute(0, 3, 1, 2)
+    else:
+        out = F.conv2d(x, state.conv_weight(conv), bias, conv.stride, conv.padding, conv.dilation,
+                       conv.groups)
+    if state.channels_last:
+        # oneDNN may answer a 1-channel (layout-ambiguous) input with an NCHW output
+        out = out.contiguous(memory_format=torch.channels_last)
+    if sample_bias is not None:
+        out += sample_bias[:, :, None, None]
+    if residual is not None:
+        out += residual
+    return out
+
+
+def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``: :func:`group_norm_nhwc` for fp32 NHWC activations on the CPU, else ``norm``."""
+    if (x.device.type != "cpu" or x.dtype != torch.float32 or x.is_contiguous()
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or x.numel() < 32768 or x.shape[1] >= 128):  # where torch's own kernel is as quick (measured)
+        return norm(x)
+    return group_norm_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+
+
+def upsample2x_conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, padding-1 ``conv``."""
+    n, c, h, w = x.shape
+    if state.use_winograd(conv, x, (n, c, 2 * h, 2 * w)):
+        # wide layers: Winograd on the upsampled image does fewer multiplications (1/4 vs 16/36)
+        return conv_fast(state, conv, F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    if state.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return upsample2x_conv3x3(x, state.upsample_weight(conv), conv.bias)

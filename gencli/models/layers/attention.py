@@ -1,0 +1,76 @@
+"""diffusers' spatial self-attention block (``to_q``/``to_k``/``to_v``/``to_out.0``) and the
+mapping from its legacy parameter names."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gencli.kernels.fast_path import FastState, group_norm_fast
+
+
+class Attention(nn.Module):
+    """Spatial self-attention with a residual: GN, q/k/v projections, softmax, out projection."""
+
+    def __init__(self, channels: int, head_dim: int, groups: int, eps: float,
+                 rescale_output_factor: float = 1.0):
+        super().__init__()
+        self.heads = max(channels // head_dim, 1)
+        self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
+        self.to_q = nn.Linear(channels, channels)
+        self.to_k = nn.Linear(channels, channels)
+        self.to_v = nn.Linear(channels, channels)
+        self.to_out = nn.ModuleList([nn.Linear(channels, channels), nn.Dropout(0.0)])
+        self.rescale_output_factor = rescale_output_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, hgt, wid = x.shape
+        h = self.group_norm(x).flatten(2).transpose(1, 2)  # (b, hw, c)
+        q, k, v = self.to_q(h), self.to_k(h), self.to_v(h)
+        d = c // self.heads
+        q, k, v = (z.view(b, -1, self.heads, d).transpose(1, 2) for z in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v)
+        o = o.transpose(1, 2).reshape(b, -1, c)
+        o = self.to_out[0](o).transpose(1, 2).reshape(b, c, hgt, wid)
+        out = o + x
+        if self.rescale_output_factor != 1.0:
+            out = out / self.rescale_output_factor
+        return out
+
+    def _forward_fast(self, state: FastState, x: torch.Tensor) -> torch.Tensor:
+        """q/k/v in one matmul on the NHWC activations (no transposes), the residual added by the
+        output projection's addmm."""
+        b, c, hgt, wid = x.shape
+        if state.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        tokens = hgt * wid
+        h = group_norm_fast(self.group_norm, x).permute(0, 2, 3, 1).reshape(b * tokens, c)  # a view when NHWC
+        w_qkv, b_qkv = state.cached(("qkv", id(self)), (self.to_q.weight, self.to_k.weight, self.to_v.weight,
+                                                        self.to_q.bias, self.to_k.bias, self.to_v.bias),
+                                    lambda: (torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]).detach(),
+                                             torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias]).detach()))
+        d = c // self.heads
+        qkv = torch.addmm(b_qkv, h, w_qkv.t()).view(b, tokens, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        o = o.transpose(1, 2).reshape(b * tokens, c)
+        proj = self.to_out[0]
+        out = torch.addmm(x.permute(0, 2, 3, 1).reshape(b * tokens, c), o, proj.weight.t())  # x + o W^T
+        out += proj.bias
+        if self.rescale_output_factor != 1.0:
+            out /= self.rescale_output_factor
+        return out.view(b, hgt, wid, c).permute(0, 3, 1, 2)
+
+
+_LEGACY_ATTN = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def rename_legacy_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map old diffusers attention names (query/key/value/proj_attn) to to_q/to_k/to_v/to_out.0."""
+    out = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if "attentions" in parts and len(parts) >= 2 and parts[-2] in _LEGACY_ATTN:
+            key = ".".join(parts[:-2] + [_LEGACY_ATTN[parts[-2]], parts[-1]])
+        out[key] = value
+    return out

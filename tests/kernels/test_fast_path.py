@@ -1,0 +1,123 @@
+"""The inference fast path's dispatch (gencli.kernels.fast_path): when each kernel is used, the
+fused extras of a convolution, the fallbacks to torch, and a layer's fast forward against its plain
+one. The kernels' own numerics are in test_kernels.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gencli.kernels.fast_path import FastState, conv_fast, group_norm_fast
+from gencli.models.layers import Upsample2D
+
+
+# --- Winograd F(4x4, 3x3) --------------------------------------------------------------------
+@pytest.mark.parametrize("n, c, co, size", [(2, 32, 48, 8), (3, 64, 32, 12), (1, 32, 32, 16)])
+def test_winograd_conv_matches_direct_conv(n, c, co, size):
+    torch.manual_seed(n)
+    conv = torch.nn.Conv2d(c, co, 3, padding=1)
+    x = torch.randn(n, c, size, size)
+    res = torch.randn(n, co, size, size)
+    tb = torch.randn(n, co)
+    state = FastState(channels_last=True, winograd=True)
+    assert state.use_winograd(conv, x)
+    with torch.no_grad():
+        got = conv_fast(state, conv, x.clone(), silu=True, sample_bias=tb, residual=res)
+        want = conv(F.silu(x)) + tb[:, :, None, None] + res
+        plain = conv_fast(state, conv, x.clone())
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+    torch.testing.assert_close(plain, conv(x), rtol=0, atol=2e-5)
+
+
+def test_winograd_is_used_only_where_it_applies():
+    state = FastState(channels_last=True, winograd=None)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1)
+    x = torch.zeros(4, 128, 16, 16)
+    assert state.use_winograd(conv, x)
+    assert not state.use_winograd(conv, torch.zeros(4, 128, 14, 14))  # sides must be multiples of 4
+    assert not state.use_winograd(conv, torch.zeros(1, 128, 4, 4))  # too few tiles: direct is faster
+    assert not state.use_winograd(conv, x.double())
+    assert not state.use_winograd(torch.nn.Conv2d(128, 128, 3, stride=2, padding=1), x)
+    assert not state.use_winograd(torch.nn.Conv2d(3, 128, 3, padding=1), torch.zeros(4, 3, 16, 16))
+    assert not state.use_winograd(torch.nn.Conv2d(64, 64, 3, padding=1), torch.zeros(4, 64, 16, 16))  # narrow
+    assert FastState(True, True).use_winograd(torch.nn.Conv2d(64, 64, 3, padding=1), torch.zeros(4, 64, 16, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not state.use_winograd(conv, x)
+    assert not FastState(True, False).use_winograd(conv, x)
+
+
+# --- GroupNorm on NHWC, upsampling as a transposed convolution --------------------------------
+@pytest.mark.parametrize("shape,groups", [((2, 32, 28, 28), 16), ((4, 64, 14, 14), 32), ((16, 64, 7, 7), 16),
+                                          ((4, 96, 9, 11), 8)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_fast_matches_group_norm_on_nhwc(shape, groups, affine):
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(groups, shape[1], eps=1e-6, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    # a large common offset per channel: a one-pass E[x^2] - E[x]^2 would lose digits here
+    x = (torch.randn(shape) * 0.5 + 30 * torch.randn(1, shape[1], 1, 1)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = group_norm_fast(norm, x)
+        want = F.group_norm(x.double(), groups, None if norm.weight is None else norm.weight.double(),
+                            None if norm.bias is None else norm.bias.double(), norm.eps)
+    assert got.is_contiguous(memory_format=torch.channels_last) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-5)
+
+
+def test_group_norm_fast_leaves_other_layouts_to_torch():
+    norm = torch.nn.GroupNorm(8, 32)
+    x = torch.randn(2, 32, 28, 28)  # NCHW
+    with torch.inference_mode():
+        assert torch.equal(group_norm_fast(norm, x), norm(x))
+        small = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(group_norm_fast(norm, small), norm(small))
+
+
+@pytest.mark.parametrize("size", [(7, 7), (14, 14), (5, 8)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_upsample_as_transposed_convolution_matches_nearest_then_conv(size, channels_last):
+    torch.manual_seed(0)
+    up = Upsample2D(48).eval()
+    x = torch.randn(3, 48, *size)
+    state = FastState(channels_last, None)
+    with torch.inference_mode():
+        want = up(x)
+        got = up._forward_fast(state, x)
+    assert got.shape == want.shape == (3, 48, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_group_norm_fast_leaves_bf16_to_torch():
+    norm = torch.nn.GroupNorm(8, 32)
+    x = torch.randn(2, 32, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.equal(group_norm_fast(norm.bfloat16(), x.bfloat16()), norm(x.bfloat16()))
+
+
+def test_conv_fast_one_by_one_as_matmul_and_channels_last_outputs():
+    torch.manual_seed(0)
+    state = FastState(channels_last=True, winograd=None)
+    x = torch.randn(2, 40, 6, 6).contiguous(memory_format=torch.channels_last)
+    convs = (torch.nn.Conv2d(40, 24, 1), torch.nn.Conv2d(40, 24, 3, padding=1), torch.nn.Conv2d(40, 1, 3, padding=1))
+    for conv in convs:
+        with torch.inference_mode():
+            got = conv_fast(state, conv, x.clone())
+            want = conv(x)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("winograd, size", [(True, (6, 8)), (True, (5, 8)), (False, (6, 8))])
+def test_upsample_fast_takes_winograd_or_the_transposed_convolution(winograd, size):
+    torch.manual_seed(1)
+    up = Upsample2D(32).eval()
+    x = torch.randn(2, 32, *size)
+    state = FastState(True, winograd)
+    n, c, h, w = x.shape
+    assert state.use_winograd(up.conv, x, (n, c, 2 * h, 2 * w)) == (winograd and h % 2 == 0 and w % 2 == 0)
+    with torch.inference_mode():
+        torch.testing.assert_close(up._forward_fast(state, x), up(x), rtol=0, atol=2e-5)
