@@ -18,7 +18,7 @@ CONVERTERS: dict[str, str] = {
     "cyclegan": "gencli.convert.official_cyclegan:convert_cyclegan",
     "pix2pix": "gencli.convert.official_cyclegan:convert_pix2pix",
     "fid-inception": "gencli.convert.fid_inception:convert_fid_inception",
-    "vgg16": "gencli.metrics.vgg:convert_vgg16",
+    "vgg16": "gencli.convert.vgg:convert_vgg16",
 }
 
 

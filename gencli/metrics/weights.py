@@ -55,7 +55,7 @@ NETWORKS: dict[str, NetworkWeights] = {
         hub_ref="hf://gencli/vgg16/vgg16.safetensors",
         env="GENCLI_VGG16",
         pth_names=("vgg16-397923af.pth",),
-        converter="gencli.metrics.vgg:convert_vgg16",
+        converter="gencli.convert.vgg:convert_vgg16",
         hint="or, for 28x28 grey images, use the bundled classifier: --features fmnist",
     ),
 }
