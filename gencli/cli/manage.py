@@ -27,9 +27,9 @@ def _availability(spec: Any, ref: Any) -> tuple[bool, str | None]:
         if kind == "url" and ref.format == "gencli":  # a plain download (resolving it would fetch it)
             from pathlib import Path
 
-            from gencli.paths import cache_dir
+            from gencli.paths import download_path
 
-            dest = cache_dir() / "downloads" / spec.name / Path(where).name
+            dest = download_path(spec.name, Path(where).name)
             return dest.is_file(), str(dest) if dest.is_file() else None
         path, _ = registry.resolve_checkpoint(spec, ref.name, allow_download=False)
         return True, str(path)

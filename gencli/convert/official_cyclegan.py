@@ -359,7 +359,7 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
     """
     from gencli import hub
     from gencli.checkpoints import read_metadata, save_checkpoint
-    from gencli.paths import cache_dir
+    from gencli.paths import download_path
 
     family = FORMATS.get(ref.format, family)
     dest = converted_path(family, ref.name)
@@ -374,7 +374,7 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
         raise WeightsNotFound(f"{family} {ref.name} is not in the cache ({dest}) and downloads are off; "
                               f"run once online, or download {url} yourself and "
                               f"`gencli convert {family} FILE.pth -o {dest}`")
-    download = cache_dir() / "downloads" / family / Path(url).name
+    download = download_path(family, url)
     pth = hub.download_url(url, download, sha256=ref.sha256, desc=f"{family} {ref.name}")
     try:
         _, tensors, meta = official_to_gencli(
