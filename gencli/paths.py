@@ -21,6 +21,19 @@ def cache_dir() -> Path:
     return base / "gencli"
 
 
+def download_path(kind: str, filename: str) -> Path:
+    """Where a plain (non-Hub) download for ``kind`` is kept: ``cache_dir()/downloads/KIND/NAME``.
+
+    ``kind`` is the family or network the file belongs to (``cyclegan``, ``pix2pix``...);
+    ``filename`` is the file's name, or its URL (whose last path component is used). Hub files
+    are not kept here: they stay in huggingface_hub's cache.
+    """
+    name = Path(filename.split("?", 1)[0].split("#", 1)[0]).name if "://" in filename else Path(filename).name
+    if not name or name in (".", ".."):
+        raise ValueError(f"no file name in {filename!r}")
+    return cache_dir() / "downloads" / kind / name
+
+
 def bundled_weights_dir() -> Path:
     """The folder holding the bundled default checkpoints (repo `weights/`, installed as gencli._bundled)."""
     try:

@@ -8,18 +8,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from gencli import formats
 from gencli.cli import common
 from gencli.errors import GencliError, UsageError
 
-#: KIND -> "module:function" with ``function(src: str, out: str, *, force: bool) -> Path``.
-#: Modules are imported only when their KIND is asked for.
-CONVERTERS: dict[str, str] = {
-    "diffusers": "gencli.convert.diffusers:convert",
-    "cyclegan": "gencli.convert.official_cyclegan:convert_cyclegan",
-    "pix2pix": "gencli.convert.official_cyclegan:convert_pix2pix",
-    "fid-inception": "gencli.convert.fid_inception:convert_fid_inception",
-    "vgg16": "gencli.metrics.vgg:convert_vgg16",
-}
+#: KIND -> "module:function" with ``function(src: str, out: str, *, force: bool) -> Path``, made
+#: from the formats table (gencli.formats). Modules are imported only when their KIND is asked for.
+CONVERTERS: dict[str, str] = formats.converter_targets()
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -32,9 +27,9 @@ def _availability(spec: Any, ref: Any) -> tuple[bool, str | None]:
         if kind == "url" and ref.format == "gencli":  # a plain download (resolving it would fetch it)
             from pathlib import Path
 
-            from gencli.paths import cache_dir
+            from gencli.paths import download_path
 
-            dest = cache_dir() / "downloads" / spec.name / Path(where).name
+            dest = download_path(spec.name, Path(where).name)
             return dest.is_file(), str(dest) if dest.is_file() else None
         path, _ = registry.resolve_checkpoint(spec, ref.name, allow_download=False)
         return True, str(path)
@@ -134,6 +129,8 @@ def pull(
 
 # --- convert ---------------------------------------------------------------------------------
 def _converter(kind: str):
+    if kind not in CONVERTERS and kind in formats.FORMATS:
+        raise UsageError(f"{kind} is gencli's own format: nothing to convert (use the file with --weights)")
     if kind not in CONVERTERS:
         raise UsageError(f"unknown converter {kind!r}; known: {', '.join(sorted(CONVERTERS))}")
     module, _, func = CONVERTERS[kind].partition(":")
@@ -158,7 +155,6 @@ def convert(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite OUT.")] = False,
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
 ) -> None:
-    """Convert a foreign checkpoint (a diffusers UNet2DModel folder, ...) to gencli safetensors."""
     fn = _converter(kind)
     if out == "-":
         raise UsageError("convert writes a file: pass -o FILE.safetensors")
@@ -166,3 +162,13 @@ def convert(
         raise UsageError(f"{out} exists; pass --force to overwrite")
     path = fn(src, out, force=force)
     common.info(f"wrote {path}; use it with: --weights {path}", quiet_)
+
+
+convert.__doc__ = "\n".join([
+    "Convert a foreign checkpoint (a diffusers UNet2DModel folder, ...) to gencli safetensors.",
+    "",
+    "KIND is one of these formats (gencli.formats):",
+    "",
+    "\b",  # click: keep the table's line breaks
+    *(f"  {line}" for line in formats.describe_table()),
+])

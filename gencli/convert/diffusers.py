@@ -4,7 +4,7 @@ Accepted layouts (``path`` is the folder; a file inside it works too):
 
 - a UNet folder: ``config.json`` + ``diffusion_pytorch_model.safetensors`` (or a sharded
   ``diffusion_pytorch_model.safetensors.index.json``, or ``diffusion_pytorch_model.bin``, read
-  with ``torch.load(weights_only=True)`` only);
+  with :func:`gencli.convert.torchfile.load_torch_file` only: no pickled code runs);
 - a pipeline folder: ``model_index.json`` with ``unet/`` and ``scheduler/`` sub-folders (what
   ``DDPMPipeline.save_pretrained`` writes), or the older flat layout of the google/ddpm-*
   repositories (``model_index.json``, ``config.json`` and ``scheduler_config.json`` side by side).
@@ -31,17 +31,15 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import re
 import warnings
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gencli.errors import GencliError, InputError
 
-__all__ = ["load_diffusers", "convert", "find_files", "DDPM_DEFAULT_SCHEDULER"]
+__all__ = ["load_diffusers", "read_diffusers", "convert", "find_files", "is_diffusers_folder",
+           "DDPM_DEFAULT_SCHEDULER"]
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX = "diffusion_pytorch_model.safetensors.index.json"
@@ -115,27 +113,9 @@ def find_files(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     return unet, None
 
 
-def _load_bin(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = " ".join(str(e).split())
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        what = f"it would run {m.group(1)}" if m else "it is not a plain state dict of tensors"
-        raise InputError(f"{path}: refusing to load ({what}; only torch.load(weights_only=True) is used)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} is truncated or not a PyTorch weights file ({first[:200]})") from None
-    if not isinstance(obj, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in obj.items()):
-        raise InputError(f"{path} does not hold a state dict of tensors")
-    return dict(obj)
-
-
 def _load_weights(unet: Path) -> dict[str, Any]:
     from gencli.checkpoints import load_checkpoint
+    from gencli.convert.torchfile import load_torch_file
 
     if (unet / WEIGHTS).is_file():
         return dict(load_checkpoint(unet / WEIGHTS).tensors)
@@ -151,7 +131,7 @@ def _load_weights(unet: Path) -> dict[str, Any]:
             tensors.update(load_checkpoint(shard_path).tensors)
         return tensors
     if (unet / WEIGHTS_BIN).is_file():
-        return _load_bin(unet / WEIGHTS_BIN)
+        return load_torch_file(unet / WEIGHTS_BIN)
     present = sorted(p.name for p in unet.glob("diffusion_pytorch_model*"))
     if present:
         hint = f"found only {', '.join(present)}; variants are not picked automatically, rename the one to use"
@@ -345,6 +325,18 @@ def load_diffusers(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[s
     tensors = {f"unet.{k}": v for k, v in weights.items()}
     metadata = {"source_format": "diffusers", "dataset": "", "image_size": image_size, "channels": channels}
     return config, tensors, metadata
+
+
+def read_diffusers(path: str | os.PathLike[str], family: str = "ddpm"
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The ``diffusers`` entry of :mod:`gencli.formats`: :func:`load_diffusers` (``family`` is ddpm's)."""
+    return load_diffusers(path)
+
+
+def is_diffusers_folder(path: str | os.PathLike[str]) -> bool:
+    """A folder with ``config.json`` or ``unet/config.json`` (what ``--weights FOLDER`` is read as)."""
+    path = Path(path)
+    return path.is_dir() and ((path / "config.json").exists() or (path / "unet" / "config.json").exists())
 
 
 def convert(src: str, out: str, *, force: bool = False) -> Path:

@@ -5,7 +5,8 @@
 Accepted inputs: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` and torch-fidelity's
 ``weights-inception-2015-12-05-6726825d.pth`` (the same torchvision-style state dict), or any
 state dict of that network (a ``state_dict``/``model`` wrapper and a ``module.`` prefix are
-accepted). The file is read with ``torch.load(weights_only=True)`` only: no pickled code runs.
+accepted). The file is read with :func:`gencli.convert.torchfile.load_torch_file` only: no
+pickled code runs.
 Both official files have a sha256 starting with ``6726825d`` (the suffix of their names); the
 converted file records the source's sha256 and whether it is that official file.
 """
@@ -16,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gencli.errors import InputError, UsageError
+from gencli.errors import UsageError
 
-__all__ = ["FAMILY", "OFFICIAL_SHA256_PREFIX", "read_torch_state_dict", "convert_fid_inception"]
+__all__ = ["FAMILY", "CONFIG", "OFFICIAL_SHA256_PREFIX", "read_fid_inception", "convert_fid_inception"]
 
 FAMILY = "fid-inception"
 OFFICIAL_SHA256_PREFIX = "6726825d"
@@ -28,31 +29,25 @@ OFFICIAL_NAMES = (
 )
 
 
-def read_torch_state_dict(src: str | os.PathLike[str]) -> dict[str, Any]:
-    """``torch.load(src, weights_only=True)`` of a state dict, with one-line errors."""
-    import pickle
-    import zipfile
+#: The gencli config of the converted network.
+CONFIG = {"network": "FIDInceptionV3", "num_classes": 1008, "feature_dims": [64, 192, 768, 2048]}
+NOTES = "TensorFlow inception-2015-12-05 graph as ported by pytorch-fid; converted by gencli"
 
-    import torch
+
+def read_fid_inception(src: str | os.PathLike[str], family: str = FAMILY
+                       ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(config, tensors, metadata) of a FID Inception ``.pth`` in gencli's layout (nothing written).
+
+    The ``fid-inception`` entry of :mod:`gencli.formats`; the file is read by
+    :func:`~gencli.convert.torchfile.load_torch_file` (no pickled code runs).
+    """
+    from gencli.convert.torchfile import load_torch_file
+    from gencli.metrics.inception import check_state_dict
 
     path = Path(src).expanduser()
-    if not path.is_file():
-        raise InputError(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
-        raise InputError(f"{path} cannot be read safely with weights_only=True ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} is not a PyTorch weights file ({first[:160]})") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj:
-        raise InputError(f"{path} does not hold a state dict (found {type(obj).__name__})")
-    return obj
+    tensors = check_state_dict(load_torch_file(path), str(path))
+    config = dict(CONFIG)
+    return config, tensors, {"family": FAMILY, "config": config, "source": path.name, "notes": NOTES}
 
 
 def convert_fid_inception(
@@ -61,7 +56,6 @@ def convert_fid_inception(
     """Convert a FID Inception ``.pth`` to ``dst`` (.safetensors, float32); returns ``dst``."""
     from gencli import hub
     from gencli.checkpoints import save_checkpoint
-    from gencli.metrics.inception import check_state_dict
 
     src_path = Path(src).expanduser()
     dst_path = Path(dst).expanduser()
@@ -69,16 +63,7 @@ def convert_fid_inception(
         raise UsageError(f"-o {dst}: the output must be a .safetensors file")
     if dst_path.exists() and not force:
         raise UsageError(f"{dst_path} exists; pass --force to overwrite")
-    state = read_torch_state_dict(src_path)
-    tensors = check_state_dict(state, str(src_path))
+    _, tensors, metadata = read_fid_inception(src_path)
     digest = hub.sha256_file(src_path)
-    official = digest.startswith(OFFICIAL_SHA256_PREFIX)
-    metadata = {
-        "family": FAMILY,
-        "config": {"network": "FIDInceptionV3", "num_classes": 1008, "feature_dims": [64, 192, 768, 2048]},
-        "source": src_path.name,
-        "source_sha256": digest,
-        "official": official,
-        "notes": "TensorFlow inception-2015-12-05 graph as ported by pytorch-fid; converted by gencli",
-    }
+    metadata.update(source_sha256=digest, official=digest.startswith(OFFICIAL_SHA256_PREFIX))
     return save_checkpoint(dst_path, tensors, metadata, force=force)

@@ -2,8 +2,8 @@
 
 The official code saves ``net.state_dict()`` of a ResnetGenerator or UnetGenerator with
 ``torch.save`` (``latest_net_G.pth``, ``latest_net_G_A.pth``; the published pretrained models
-are single generators named ``NAME.pth``). The file is read with ``torch.load(weights_only=True)``
-(no arbitrary pickle code runs), then:
+are single generators named ``NAME.pth``). The file is read with
+:func:`gencli.convert.torchfile.load_torch_file` (no pickled code runs), then:
 
 - a ``module.`` prefix (a DataParallel save) is removed;
 - the architecture is inferred from the keys and shapes: ResnetGenerator (``model.1`` ...,
@@ -30,10 +30,8 @@ downloaded ``.pth`` is then removed.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -59,36 +57,10 @@ _BLOCK_KEY = re.compile(r"^model\.(\d+)\.conv_block\.(\d+)\.(\w+)$")
 
 
 def load_pth(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of an official ``.pth`` state dict, read with ``torch.load(weights_only=True)``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"no such file: {path}" if not path.exists() else f"{path} is a folder, not a .pth file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        text = " ".join(str(e).split())
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if m:
-            raise InputError(f"{path}: refusing to load: it is not a plain state dict of tensors (it would run "
-                             f"{m.group(1)}, which torch.load(weights_only=True) forbids)") from None
-        m = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
-        detail = m.group(1).strip() if m else text[:120]
-        raise InputError(f"{path} is truncated or not a PyTorch .pth file ({detail})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path} is truncated or not a PyTorch .pth file ({first[:200]})") from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not obj:
-        raise InputError(f"{path} does not hold a state dict (found {type(obj).__name__})")
-    tensors = {}
-    for k, v in obj.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise InputError(f"{path} is not a state dict of tensors (entry {k!r} is {type(v).__name__})")
-        tensors[k] = v
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    return tensors
+    """The tensors of an official ``.pth`` state dict (:func:`~gencli.convert.torchfile.load_torch_file`)."""
+    from gencli.convert.torchfile import load_torch_file
+
+    return load_torch_file(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,7 +359,7 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
     """
     from gencli import hub
     from gencli.checkpoints import read_metadata, save_checkpoint
-    from gencli.paths import cache_dir
+    from gencli.paths import download_path
 
     family = FORMATS.get(ref.format, family)
     dest = converted_path(family, ref.name)
@@ -402,7 +374,7 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
         raise WeightsNotFound(f"{family} {ref.name} is not in the cache ({dest}) and downloads are off; "
                               f"run once online, or download {url} yourself and "
                               f"`gencli convert {family} FILE.pth -o {dest}`")
-    download = cache_dir() / "downloads" / family / Path(url).name
+    download = download_path(family, url)
     pth = hub.download_url(url, download, sha256=ref.sha256, desc=f"{family} {ref.name}")
     try:
         _, tensors, meta = official_to_gencli(

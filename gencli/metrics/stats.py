@@ -299,6 +299,9 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
         raise
     except (OSError, ValueError, EOFError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if detail.startswith("Object arrays"):  # np.load(allow_pickle=False) met an object array
+            raise InputError(f"{path}: refusing to load: it holds pickled Python objects (object arrays), "
+                             "which gencli never unpickles; statistics are plain float arrays") from None
         raise InputError(f"{path} is not a readable .npz file ({detail})") from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise InputError(

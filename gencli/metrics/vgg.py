@@ -5,13 +5,12 @@ input resized to 224x224 with the TensorFlow-1 bilinear resize from 8-bit values
 with the ImageNet mean/std scaled to 0..255, then ``features`` -> ``avgpool`` (7x7) -> flatten
 -> ``classifier[0]`` (fc1) -> ReLU -> ``classifier[3]`` (fc2) -> ReLU: 4096-d ("fc2_relu").
 Dropout layers are inactive at inference. Names follow torchvision (``features.0.weight``,
-``classifier.3.bias`` ...); :func:`convert_vgg16` turns torchvision's ``.pth`` into safetensors
-(``torch.load(weights_only=True)``), keeping only what the features need.
+``classifier.3.bias`` ...); :func:`gencli.convert.vgg.convert_vgg16` (``gencli convert vgg16``)
+turns torchvision's ``.pth`` into safetensors, keeping only what the features need.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gencli.errors import InputError, UsageError
+from gencli.errors import InputError
 
-__all__ = ["VGG16Features", "vgg_input", "load_vgg16", "convert_vgg16", "FAMILY"]
+__all__ = ["VGG16Features", "vgg_input", "load_vgg16", "check_vgg_state_dict", "FAMILY"]
 
 FAMILY = "vgg16-features"
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -84,23 +83,6 @@ def check_vgg_state_dict(tensors: Mapping[str, Any], source: str) -> dict[str, t
             raise InputError(f"{source} is not a torchvision VGG16: {k} has shape "
                              f"{tuple(tensors[k].shape)}, expected {shape}")
     return {k: tensors[k].float() for k in want}
-
-
-def convert_vgg16(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """torchvision ``vgg16-397923af.pth`` -> gencli safetensors (features + fc1 + fc2 only)."""
-    from gencli import hub
-    from gencli.checkpoints import save_checkpoint
-    from gencli.convert.fid_inception import read_torch_state_dict
-
-    dst = Path(dst).expanduser()
-    if dst.suffix.lower() != ".safetensors":
-        raise UsageError(f"-o {dst}: the output must be a .safetensors file")
-    state = read_torch_state_dict(src)
-    tensors = check_vgg_state_dict(state, str(src))
-    meta = {"family": FAMILY, "config": {"network": "vgg16", "output": "fc2_relu"},
-            "source": Path(src).name, "source_sha256": hub.sha256_file(Path(src).expanduser()),
-            "notes": "torchvision VGG16 (ImageNet) up to fc2; converted by gencli"}
-    return save_checkpoint(dst, tensors, meta, force=force)
 
 
 def load_vgg16(path: str | Path, *, device: Any = "cpu") -> VGG16Features:

@@ -18,7 +18,6 @@ When none works, one :class:`~gencli.errors.WeightsNotFound` line lists the ways
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ class NetworkWeights:
     hub_ref: str  # default Hub reference of the safetensors file
     env: str  # environment variable overriding hub_ref
     pth_names: tuple[str, ...]  # original files looked for in torch's hub cache
-    converter: str  # "module:function" converting a .pth to safetensors (src, dst, force=)
+    pth_format: str  # the gencli.formats entry that converts its .pth to safetensors
     hint: str  # a last way out, specific to the network
 
 
@@ -46,7 +45,7 @@ NETWORKS: dict[str, NetworkWeights] = {
         hub_ref="hf://gencli/fid-inception/fid_inception.safetensors",
         env="GENCLI_FID_INCEPTION",
         pth_names=("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth"),
-        converter="gencli.convert.fid_inception:convert_fid_inception",
+        pth_format="fid-inception",
         hint="or, for 28x28 grey images, use the bundled classifier: --features fmnist",
     ),
     "vgg16": NetworkWeights(
@@ -55,7 +54,7 @@ NETWORKS: dict[str, NetworkWeights] = {
         hub_ref="hf://gencli/vgg16/vgg16.safetensors",
         env="GENCLI_VGG16",
         pth_names=("vgg16-397923af.pth",),
-        converter="gencli.metrics.vgg:convert_vgg16",
+        pth_format="vgg16",
         hint="or, for 28x28 grey images, use the bundled classifier: --features fmnist",
     ),
 }
@@ -70,15 +69,9 @@ def torch_hub_dir() -> Path:
     return Path(home).expanduser() / "hub" / "checkpoints"
 
 
-def _converter(spec: NetworkWeights) -> Callable[..., Path]:
-    import importlib
-
-    module, func = spec.converter.split(":")
-    return getattr(importlib.import_module(module), func)
-
-
 def _convert_cached(spec: NetworkWeights, pth: Path) -> Path:
     """Convert a foreign ``.pth`` once into the cache (keyed by sha256); return the safetensors."""
+    from gencli import formats
     from gencli.hub import sha256_file
 
     digest = sha256_file(pth)
@@ -86,7 +79,7 @@ def _convert_cached(spec: NetworkWeights, pth: Path) -> Path:
     if out.is_file():
         return out
     try:
-        return _converter(spec)(pth, out, force=True)
+        return formats.convert(spec.pth_format, pth, out, force=True)
     except OSError as e:
         raise GencliError(f"cannot write the converted weights to {out}: {e.strerror or e}") from None
 
