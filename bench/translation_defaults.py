@@ -188,7 +188,7 @@ def export(name: str, run_dir: str, dest: str | None = None, fp32: bool = False,
     ck = require_family(load_checkpoint(src), r["family"])
     model = cls.from_config(ck.config)
     model.load_state_dict(ck.tensors)
-    config, tensors = model.inference_state()
+    config, tensors = model.export()
     config["name"] = name
     if "domains" in r:
         config["domains"] = r["domains"]

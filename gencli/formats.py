@@ -42,6 +42,9 @@ class Format:
     reader: str  # "module:function" (path, family) -> (config, tensors, metadata)
     converter: str | None = None  # "module:function" (src, out, *, force) -> Path; None: native
     aliases: tuple[str, ...] = ()  # other names (registry CheckpointRef.format values)
+    #: "module:function" (family, checkpoint, *, allow_download) -> Path of a gencli file: a named
+    #: checkpoint of this format downloaded once and converted into the cache (None: read as is)
+    fetcher: str | None = None
 
     def serves_family(self, family: str) -> bool:
         return ANY_FAMILY in self.serves or family in self.serves
@@ -49,6 +52,13 @@ class Format:
     def read(self, path: str | os.PathLike[str], family: str) -> Triple:
         """(config, tensors, metadata) in gencli's layout; one-line :class:`InputError` otherwise."""
         return _resolve(self.reader)(Path(path).expanduser(), family)
+
+    def fetch(self, family: str, checkpoint: Any, *, allow_download: bool = True) -> Path | None:
+        """The cached gencli file of a named ``checkpoint`` (downloaded and converted once), or
+        None when this format is read as it is."""
+        if self.fetcher is None:
+            return None
+        return _resolve(self.fetcher)(family, checkpoint, allow_download=allow_download)
 
     def convert(self, src: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False) -> Path:
         """Write ``out``, a gencli ``.safetensors`` file, from ``src``; returns its path."""
@@ -120,10 +130,12 @@ _FORMATS = (
            "gencli.convert.diffusers:read_diffusers", "gencli.convert.diffusers:convert"),
     Format("cyclegan", "official CycleGAN generator .pth (G_A[,G_B]) or folder -> cyclegan", ("cyclegan",), _is_pth,
            "gencli.convert.official_cyclegan:load_official",
-           "gencli.convert.official_cyclegan:convert_cyclegan", aliases=("cyclegan-pth",)),
+           "gencli.convert.official_cyclegan:convert_cyclegan", aliases=("cyclegan-pth",),
+           fetcher="gencli.convert.official_cyclegan:resolve_official"),
     Format("pix2pix", "official pix2pix generator .pth or its folder -> pix2pix", ("pix2pix",), _is_pth,
            "gencli.convert.official_cyclegan:load_official",
-           "gencli.convert.official_cyclegan:convert_pix2pix", aliases=("pix2pix-pth",)),
+           "gencli.convert.official_cyclegan:convert_pix2pix", aliases=("pix2pix-pth",),
+           fetcher="gencli.convert.official_cyclegan:resolve_official"),
     Format("fid-inception", "pytorch-fid/torch-fidelity InceptionV3 .pth -> fid, kid, is", ("fid-inception",), _is_pth,
            "gencli.convert.fid_inception:read_fid_inception",
            "gencli.convert.fid_inception:convert_fid_inception"),

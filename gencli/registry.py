@@ -1,151 +1,48 @@
-"""The declarative table of model families and their named checkpoints.
+"""The registry: every registered name (a family or a preset) -> its :class:`FamilySpec`.
 
-A family maps a name (``ddpm``) to the class implementing it (imported lazily, so listing the
-registry costs no torch import), its capabilities, defaults, and named checkpoints. A named
-checkpoint says where its weights come from:
+The registry is data. It collects the ``SPECS`` of each family package's torch-free ``spec.py``
+(``gencli/models/<family>/spec.py``; a new family is registered by adding that folder), expands
+presets (``ddim`` = ``ddpm`` with DDIM options), and resolves and loads checkpoints: a named
+checkpoint's ``source`` says where its weights come from,
 
   ``bundled:FILE``                  a file shipped in weights/ (installed as gencli._bundled)
   ``hf:org/repo[@rev][/path]``      the Hugging Face Hub (through huggingface_hub and its cache)
   ``url:https://...``               a plain download (e.g. official .pth files), sha256-verified
 
-and in which format (``gencli`` safetensors, or a foreign format converted on load / once into
-the cache). The CLI asks this module for models; it never builds them itself.
+and its ``format`` how to read it (gencli safetensors, or a foreign format of gencli.formats).
+The commands ask this module for specs and models; they never name a family themselves.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 from gencli.errors import CapabilityError, InputError, UsageError, WeightsNotFound
+from gencli.models.spec import Checkpoint, CheckpointRef, FamilySpec, Preset  # noqa: F401 (re-exported)
 
 
-@dataclass(frozen=True)
-class CheckpointRef:
-    name: str
-    source: str
-    description: str = ""
-    format: str = "gencli"  # gencli | diffusers (others are added by their families)
-    sha256: str | None = None
-    dataset: str = ""
+def _collect_specs() -> dict[str, FamilySpec]:
+    """name -> spec for every family package with a spec.py (and each family's presets)."""
+    import gencli.models as models_pkg
+
+    found: dict[str, FamilySpec] = {}
+    for info in sorted(pkgutil.iter_modules(models_pkg.__path__), key=lambda m: m.name):
+        # look for the file: importing a package without a spec (layers, gan) would import torch
+        if not info.ispkg or not (Path(info.module_finder.path) / info.name / "spec.py").is_file():
+            continue
+        module = importlib.import_module(f"gencli.models.{info.name}.spec")
+        for spec in getattr(module, "SPECS", ()):
+            for item in (spec, *(spec.with_preset(p) for p in spec.presets)):
+                if item.name in found:
+                    raise ValueError(f"model name {item.name!r} is registered twice")
+                found[item.name] = item
+    return found
 
 
-@dataclass(frozen=True)
-class FamilySpec:
-    name: str
-    target: str  # "module:Class"
-    description: str
-    capabilities: tuple[str, ...]
-    default_checkpoint: str | None = None
-    checkpoints: tuple[CheckpointRef, ...] = ()
-    sample_defaults: dict[str, Any] = field(default_factory=dict)
-    group: str = ""  # e.g. "diffusion"
-
-    def load_class(self) -> type:
-        module, cls = self.target.split(":")
-        return getattr(importlib.import_module(module), cls)
-
-    def checkpoint(self, name: str) -> CheckpointRef:
-        for ref in self.checkpoints:
-            if ref.name == name:
-                return ref
-        known = ", ".join(r.name for r in self.checkpoints) or "none"
-        raise UsageError(f"{self.name} has no checkpoint named {name!r}; known: {known} "
-                         f"(or pass --weights PATH|org/repo)")
-
-
-_DDPM_CHECKPOINTS = (
-    CheckpointRef("fashion-mnist", "bundled:ddpm-fashion-mnist.safetensors",
-                  "class-conditional 28x28 Fashion-MNIST, trained by gencli (bundled)",
-                  dataset="fashion-mnist"),
-    CheckpointRef("cifar10", "hf:google/ddpm-cifar10-32", "Ho et al. 2020, CIFAR-10 32x32",
-                  format="diffusers", dataset="cifar10"),
-    CheckpointRef("celebahq", "hf:google/ddpm-celebahq-256", "Ho et al. 2020, CelebA-HQ 256x256",
-                  format="diffusers", dataset="celebahq"),
-    CheckpointRef("church", "hf:google/ddpm-church-256", "Ho et al. 2020, LSUN church 256x256",
-                  format="diffusers", dataset="lsun-church"),
-    CheckpointRef("bedroom", "hf:google/ddpm-bedroom-256", "Ho et al. 2020, LSUN bedroom 256x256",
-                  format="diffusers", dataset="lsun-bedroom"),
-    CheckpointRef("cat", "hf:google/ddpm-cat-256", "Ho et al. 2020, LSUN cat 256x256",
-                  format="diffusers", dataset="lsun-cat"),
-)
-
-FAMILIES: dict[str, FamilySpec] = {
-    "ddpm": FamilySpec(
-        "ddpm", "gencli.models.diffusion.ddpm:DiffusionModel",
-        "Denoising diffusion (Ho et al. 2020), ancestral DDPM sampling", ("sample", "interpolate"),
-        default_checkpoint="fashion-mnist", checkpoints=_DDPM_CHECKPOINTS, group="diffusion"),
-    "ddim": FamilySpec(
-        "ddim", "gencli.models.diffusion.ddpm:DiffusionModel",
-        "The same diffusion models sampled with DDIM (Song et al. 2021), 50 steps, eta 0",
-        ("sample", "interpolate"), default_checkpoint="fashion-mnist",
-        checkpoints=_DDPM_CHECKPOINTS, sample_defaults={"sampler": "ddim", "steps": 50},
-        group="diffusion"),
-}
-
-# --- image-to-image translation: CycleGAN and pix2pix (gencli.models.translation) ---------------
-# The official pretrained generators of junyanz/pytorch-CycleGAN-and-pix2pix exist only as .pth
-# files on the authors' site (no Hub mirror): the "cyclegan-pth"/"pix2pix-pth" formats make
-# resolve_checkpoint download one, convert it once into cache_dir()/converted/ and use that file.
-# sha256 None: these files could not be fetched where this table was written (no network); pinning
-# them needs one networked run (the converted file's metadata records the sha256 it saw).
-_CYCLEGAN_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{}.pth"
-_PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{}.pth"
-_CYCLEGAN_OFFICIAL = (  # name, dataset, description (all resnet_9blocks, instance norm, RGB, one direction)
-    ("horse2zebra", "horse2zebra", "horse -> zebra (ImageNet), official CycleGAN"),
-    ("zebra2horse", "horse2zebra", "zebra -> horse (ImageNet), official CycleGAN"),
-    ("monet2photo", "monet2photo", "Monet painting -> photo, official CycleGAN"),
-    ("style_monet", "monet2photo", "photo -> Monet style, official CycleGAN"),
-    ("style_cezanne", "cezanne2photo", "photo -> Cezanne style, official CycleGAN"),
-    ("style_ukiyoe", "ukiyoe2photo", "photo -> Ukiyo-e style, official CycleGAN"),
-    ("style_vangogh", "vangogh2photo", "photo -> Van Gogh style, official CycleGAN"),
-    ("summer2winter_yosemite", "summer2winter_yosemite", "Yosemite summer -> winter, official CycleGAN"),
-    ("winter2summer_yosemite", "summer2winter_yosemite", "Yosemite winter -> summer, official CycleGAN"),
-    ("apple2orange", "apple2orange", "apple -> orange (ImageNet), official CycleGAN"),
-    ("orange2apple", "apple2orange", "orange -> apple (ImageNet), official CycleGAN"),
-    ("map2sat", "maps", "Google map -> aerial photo, official CycleGAN"),
-    ("sat2map", "maps", "aerial photo -> Google map, official CycleGAN"),
-    ("cityscapes_photo2label", "cityscapes", "street photo -> Cityscapes label colours, official CycleGAN"),
-    ("cityscapes_label2photo", "cityscapes", "Cityscapes label colours -> street photo, official CycleGAN"),
-    ("facades_photo2label", "facades", "facade photo -> CMP label colours, official CycleGAN"),
-    ("facades_label2photo", "facades", "CMP label colours -> facade photo, official CycleGAN"),
-    ("iphone2dslr_flower", "iphone2dslr_flower", "iPhone flower photo -> DSLR shallow depth of field, official CycleGAN"),
-)
-_PIX2PIX_OFFICIAL = (  # all unet_256, batch norm, dropout kept at test time (as the official test.py)
-    ("edges2shoes", "edges2shoes", "edge map -> shoe photo (UT Zappos50K), official pix2pix"),
-    ("sat2map", "maps", "aerial photo -> Google map, official pix2pix"),
-    ("map2sat", "maps", "Google map -> aerial photo, official pix2pix"),
-    ("facades_label2photo", "facades", "CMP label colours -> facade photo, official pix2pix"),
-    ("day2night", "day2night", "daytime -> night scene (Transient Attributes), official pix2pix"),
-)
-FAMILIES["cyclegan"] = FamilySpec(
-    "cyclegan", "gencli.models.translation.cyclegan:CycleGAN",
-    "Unpaired image-to-image translation (Zhu et al. 2017), official generators", ("translate",),
-    default_checkpoint="sneaker2boot",
-    checkpoints=(
-        CheckpointRef("sneaker2boot", "bundled:cyclegan-sneaker2boot.safetensors",
-                      "Fashion-MNIST sneaker <-> ankle boot, both directions, trained by gencli (bundled)",
-                      dataset="fashion-mnist"),
-        *(CheckpointRef(n, "url:" + _CYCLEGAN_URL.format(n), d, format="cyclegan-pth", dataset=ds)
-          for n, ds, d in _CYCLEGAN_OFFICIAL),
-    ),
-    group="translation")
-FAMILIES["pix2pix"] = FamilySpec(
-    "pix2pix", "gencli.models.translation.pix2pix:Pix2Pix",
-    "Paired image-to-image translation (Isola et al. 2017), official generators", ("translate",),
-    default_checkpoint="edges2fashion",
-    checkpoints=(
-        CheckpointRef("edges2fashion", "bundled:pix2pix-edges2fashion.safetensors",
-                      "Fashion-MNIST edge map -> image, trained by gencli (bundled)", dataset="fashion-mnist"),
-        *(CheckpointRef(n, "url:" + _PIX2PIX_URL.format(n), d, format="pix2pix-pth", dataset=ds)
-          for n, ds, d in _PIX2PIX_OFFICIAL),
-    ),
-    group="translation")
-
-# Families that share one implementation (and checkpoint files) with another.
-FAMILY_OF_CHECKPOINT = {"ddim": "ddpm"}
+FAMILIES: dict[str, FamilySpec] = _collect_specs()
 
 
 def family_names() -> list[str]:
@@ -179,8 +76,8 @@ def require_capability(name: str, capability: str) -> FamilySpec:
 
 
 def checkpoint_family(name: str) -> str:
-    """The family name written into checkpoints for ``name`` (ddim checkpoints are ddpm's)."""
-    return FAMILY_OF_CHECKPOINT.get(name, name)
+    """The family written into checkpoints for ``name`` (a preset's checkpoints are its family's)."""
+    return get_family(name).family
 
 
 # --- resolving and loading -------------------------------------------------------------------
@@ -201,13 +98,14 @@ def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str |
     if kind == "hf":
         return hub.resolve(where, sha256=ref.sha256, allow_download=allow_download), ref.format
     if kind == "url":
-        if ref.format in ("cyclegan-pth", "pix2pix-pth"):  # official .pth: converted once into the cache
-            from gencli.convert.official_cyclegan import resolve_official
+        from gencli import formats
+        from gencli.paths import download_path
 
-            return resolve_official(spec.name, ref, allow_download=allow_download), "gencli"
-        from gencli.paths import cache_dir
-
-        dest = cache_dir() / "downloads" / spec.name / Path(where).name
+        if ref.format != formats.NATIVE:  # e.g. official .pth files: converted once into the cache
+            fetched = formats.get_format(ref.format).fetch(spec.family, ref, allow_download=allow_download)
+            if fetched is not None:
+                return fetched, formats.NATIVE
+        dest = download_path(spec.family, Path(where).name)
         if not allow_download and not dest.exists():
             raise WeightsNotFound(f"{spec.name} {name} is not in the cache ({dest}); "
                                   f"run `gencli pull {spec.name} {name}` when online")
@@ -215,43 +113,54 @@ def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str |
     raise ValueError(f"bad checkpoint source {ref.source!r}")
 
 
-def _is_diffusers_folder(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.json").exists() or (path / "unet" / "config.json").exists())
+def read_weights(path: Path, fmt: str, family: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(config, tensors, metadata) of the checkpoint at ``path`` for ``family`` (gencli.formats)."""
+    from gencli import formats
+
+    return formats.read_checkpoint(path, family=family, fmt=fmt)
+
+
+def build_checked(spec: FamilySpec, config: dict[str, Any], tensors: dict[str, Any], where: Any):
+    """The network of ``config`` holding ``tensors``, checked before any memory is touched.
+
+    The network is first built on the meta device (no allocation), its parameter and buffer
+    names and shapes compared with the file's; only a config that fits the file is built for real.
+    A hostile config (absurd widths) or a file of another architecture is refused by name.
+    """
+    import torch
+
+    cls = spec.load_class()
+    try:
+        with torch.device("meta"):
+            probe = cls.from_config(config)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise InputError(f"{where}: its config is not a valid {spec.family} config "
+                         f"({type(e).__name__}: {e})") from None
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    del probe
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    if missing or unexpected:
+        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+        raise InputError(f"{where}: weights do not fit the {spec.name} network in its config "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {what})")
+    for key, shape in expected.items():
+        got = tuple(tensors[key].shape)
+        if got != shape:
+            raise InputError(f"{where}: {key} has shape {got} but the config asks for {shape}; "
+                             f"the file's config and weights disagree")
+    model = cls.from_config(config)
+    model.load_state_dict(tensors, strict=True)
+    return model
 
 
 def load_model(name: str, checkpoint: str | None = None, weights: str | None = None,
                *, device: Any = "cpu", allow_download: bool = True):
-    """Build family ``name`` and load its weights. Returns (model, metadata)."""
-    from gencli import checkpoints
-
+    """Build ``name`` (a family or preset) and load its weights. Returns (model, metadata)."""
     spec = get_family(name)
     path, fmt = resolve_checkpoint(spec, checkpoint, weights, allow_download=allow_download)
-    cls = spec.load_class()
-    if fmt == "diffusers" or (fmt == "auto" and _is_diffusers_folder(path)):
-        from gencli.convert.diffusers import load_diffusers
-
-        config, tensors, meta = load_diffusers(path)
-    elif fmt == "auto" and spec.name in ("cyclegan", "pix2pix") and path.suffix.lower() in (".pth", ".pt"):
-        from gencli.convert.official_cyclegan import load_official  # --weights latest_net_G.pth
-
-        config, tensors, meta = load_official(path, spec.name)
-    else:
-        if path.is_dir():
-            candidates = sorted(path.glob("*.safetensors"))
-            preferred = [p for p in candidates if p.name == "model.safetensors"]
-            if not (preferred or len(candidates) == 1):
-                raise InputError(f"{path} is a folder without model.safetensors or a diffusers "
-                                 f"config.json; pass the checkpoint file itself")
-            path = (preferred or candidates)[0]
-        ckpt = checkpoints.load_checkpoint(path)
-        checkpoints.require_family(ckpt, checkpoint_family(name))
-        config, tensors, meta = ckpt.config, ckpt.tensors, ckpt.metadata
-    model = cls.from_config(config)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        what = (f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
-        raise InputError(f"{path}: weights do not fit the {name} network in its config "
-                         f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. {what})")
+    config, tensors, meta = read_weights(path, fmt, spec.family)
+    model = build_checked(spec, config, tensors, meta.get("source", path))
     model.to(device).eval()
     meta = dict(meta)
     meta.setdefault("source", str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -46,3 +47,55 @@ def tune_allocator() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     _done = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
     return _done
+
+
+# --- precision ---------------------------------------------------------------------------------
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def autocast(device, precision: str):  # noqa: ANN001, ANN201
+    """torch.autocast for fp16/bf16 around model calls (CPU and CUDA); a no-op for fp32."""
+    import contextlib
+
+    if precision not in PRECISIONS:
+        from gencli.errors import UsageError
+
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    import torch
+
+    warn_if_emulated(device, precision)
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def warn_if_emulated(device, precision: str) -> None:  # noqa: ANN001
+    """Warn (once per process) when fp16/bf16 on this CPU would be emulated, hence slow."""
+    import torch
+
+    if precision != "fp32" and torch.device(device).type == "cpu" and not cpu_has_native_half(precision):
+        _warn_emulated(precision)
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_emulated(precision: str) -> None:
+    import warnings
+
+    warnings.warn(f"this CPU has no native {precision} matrix units (AVX512-{precision.upper()}/AMX); "
+                  f"--precision {precision} will likely be slower than fp32 here", stacklevel=3)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_half(precision: str) -> bool:
+    """Whether the CPU advertises native bf16/fp16 matmul (AVX512-BF16/FP16 or AMX), from
+    /proc/cpuinfo; True where that cannot be read (not Linux), so we never warn wrongly."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
+    except OSError:
+        return True
+    if flags is None:
+        return True
+    want = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}[precision]
+    return any(flag in flags for flag in want)

@@ -21,7 +21,7 @@ def test_sample_png_grid_one_class_per_column(capsysbinary, tiny_ckpt, tmp_path)
     assert r.out == b""  # nothing on stdout unless asked
     data = (tmp_path / "grid.png").read_bytes()
     assert png_size(data) == grid_size(6, 3, 8)  # 3 classes -> 3 columns
-    assert len(r.err_lines) == 1 and r.err_lines[0].startswith("wrote grid.png (6 images, ddpm 3 steps, ")
+    assert len(r.err_lines) == 1 and r.err_lines[0].startswith("wrote grid.png (6 images, ddpm sampler=ddpm steps=3 ")
     r = sample(capsysbinary, tiny_ckpt, "-n", "4", "--nrow", "4", "-o", "row.png", "--quiet")
     assert r.code == 0 and r.err == ""
     r = cli(capsysbinary, "-q", "sample", "ddpm", "--weights", tiny_ckpt, *FAST, "-n", "1", "-o", "q.png")
@@ -75,15 +75,15 @@ def test_ddim_family_and_sampler_options(capsysbinary, tiny_ckpt):
 
 @pytest.mark.parametrize("native", [False, True])
 def test_emulated_bf16_is_warned_about_once(capsysbinary, tiny_ckpt, monkeypatch, native):
-    from gencli.cli import common
+    from gencli import runtime
 
-    monkeypatch.setattr(common, "cpu_has_native_half", lambda precision: native)
-    common._warn_emulated.cache_clear()
+    monkeypatch.setattr(runtime, "cpu_has_native_half", lambda precision: native)
+    runtime._warn_emulated.cache_clear()
     r = sample(capsysbinary, tiny_ckpt, "-n", "4", "--batch-size", "2", "--precision", "bf16",
                "--device", "cpu", "-o", "b.png")
     assert r.code == 0, r.err
     assert r.err.count("no native bf16") == (0 if native else 1)
-    common._warn_emulated.cache_clear()
+    runtime._warn_emulated.cache_clear()
 
 
 def test_init_noise_reproduces_exactly(capsysbinary, tiny_ckpt, tmp_path):

@@ -3,7 +3,7 @@ import torch
 
 from gencli import registry
 from gencli.checkpoints import save_checkpoint
-from gencli.errors import CapabilityError, UsageError
+from gencli.errors import InputError, CapabilityError, UsageError
 from gencli.models.diffusion.ddpm import DiffusionModel
 from tiny import tiny_ddpm_config
 
@@ -28,21 +28,21 @@ def test_sample_shape_range_and_determinism(model):
 
 
 def test_ddim_eta0_is_deterministic_given_the_noise(model):
-    x = model.initial_noise(2, gen(3))
+    x = model.prior(2, gen(3))
     a = model.sample(2, gen(10), sampler="ddim", steps=5, init_noise=x)
     b = model.sample(2, gen(99), sampler="ddim", steps=5, init_noise=x)
     assert torch.equal(a, b)
 
 
 def test_class_labels_cycle_and_validate(model):
-    assert model._labels(5, None, torch.device("cpu")).tolist() == [0, 1, 0, 1, 0]
-    assert model._labels(3, 1, torch.device("cpu")).tolist() == [1, 1, 1]
+    assert model.class_labels(5, None, torch.device("cpu")).tolist() == [0, 1, 0, 1, 0]
+    assert model.class_labels(3, 1, torch.device("cpu")).tolist() == [1, 1, 1]
     with pytest.raises(UsageError, match="out of range"):
         model.sample(2, gen(0), steps=2, class_labels=5)
 
 
 def test_guidance_mixes_conditional_and_unconditional(model):
-    x = model.initial_noise(2, gen(4))
+    x = model.prior(2, gen(4))
     labels = torch.tensor([0, 1])
     cond = model._denoise(x, 500, labels, 1.0)
     uncond = model._denoise(x, 500, torch.full_like(labels, model.null_class), 1.0)
@@ -75,7 +75,7 @@ def test_unconditional_model_rejects_classes():
 
 
 def test_init_noise_shape_is_checked(model):
-    with pytest.raises(UsageError, match="init-noise"):
+    with pytest.raises(InputError, match="initial noise has shape"):
         model.sample(1, None, steps=2, init_noise=torch.zeros(1, 3, 16, 16))
 
 
@@ -83,9 +83,9 @@ def test_interpolation_endpoints_are_the_seeds_samples(model):
     frames = model.interpolate(4, [gen(5), gen(6)], steps=5, class_labels=1)
     assert frames.shape == (4, 1, 16, 16)
     start = model.sample(1, None, sampler="ddim", steps=5, eta=0.0, class_labels=1,
-                         init_noise=model.initial_noise(1, gen(5)))
+                         init_noise=model.prior(1, gen(5)))
     end = model.sample(1, None, sampler="ddim", steps=5, eta=0.0, class_labels=1,
-                       init_noise=model.initial_noise(1, gen(6)))
+                       init_noise=model.prior(1, gen(6)))
     # same noise and steps; only the batch size differs (float summation order)
     torch.testing.assert_close(frames[0], start[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(frames[-1], end[0], atol=1e-4, rtol=0)
@@ -93,8 +93,8 @@ def test_interpolation_endpoints_are_the_seeds_samples(model):
 
 def test_conditional_interpolation_keeps_one_class(model, monkeypatch):
     seen = []
-    orig = model._labels
-    monkeypatch.setattr(model, "_labels", lambda n, c, d: seen.append(c) or orig(n, c, d))
+    orig = model.class_labels
+    monkeypatch.setattr(model, "class_labels", lambda n, c=None, d=None: seen.append(c) or orig(n, c, d))
     model.interpolate(3, [gen(5), gen(6)], steps=2)
     assert isinstance(seen[0], int) and 0 <= seen[0] < 2
 

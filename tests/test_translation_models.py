@@ -15,8 +15,8 @@ from gencli.errors import InputError, UsageError
 from gencli.io.datasets import TensorImageDataset, synthetic_shapes
 from gencli.models.translation.common import linear_decay
 from gencli.models.translation.cyclegan import CycleGAN
-from gencli.models.translation.data import (PairedDataset, UnpairedDataset, build_training_data,
-                                            domain_dataset, edges)
+from gencli.models.translation.data import (PairedDataset, UnpairedDataset, domain_dataset, edges,
+                                            paired_training_data, unpaired_training_data)
 from gencli.models.translation.pix2pix import Pix2Pix
 from gencli.models.translation.tiling import pad_reflect, run_padded, run_tiled
 from gencli.training.trainer import MODEL_FILE, TrainConfig, Trainer
@@ -199,7 +199,7 @@ def test_cyclegan_trains_and_resumes_exactly(tmp_path):
     m = CycleGAN.from_config(ck.config)
     m.load_state_dict(ck.tensors)
     assert m.translate(rand(1, 1, 16, 16), direction="BtoA").shape == (1, 1, 16, 16)
-    cfg, sd = m.inference_state()
+    cfg, sd = m.export()
     slim = CycleGAN(cfg)
     slim.load_state_dict(sd)
     assert not hasattr(slim, "D_A") and all(k.startswith(("G_A.", "G_B.")) for k in sd)
@@ -258,11 +258,11 @@ def test_domain_class_filter():
 def test_fashion_mnist_domains():
     ds = domain_dataset("fashion-mnist:Sneaker", split="test")
     assert len(ds) == 1000 and ds.channels == 1 and ds.image_size == 28
-    data = build_training_data("cyclegan", data_a="fashion-mnist:sneaker", data_b="fashion-mnist:ankle boot",
-                               split="test")
+    data = unpaired_training_data(data_a="fashion-mnist:sneaker", data_b="fashion-mnist:ankle boot",
+                                  split="test")
     assert data.config_overrides["domains"] == {"A": "fashion-mnist:Sneaker", "B": "fashion-mnist:Ankle boot"}
     with pytest.raises(UsageError, match="--data-a"):
-        build_training_data("cyclegan", data="fashion-mnist")
+        CycleGAN.training_data("fashion-mnist")
 
 
 def test_edges_detector_is_fixed():
@@ -290,31 +290,31 @@ def test_paired_layouts(tmp_path):
         _png(tmp_path / "aligned" / "train" / f"{i}.png", np.concatenate([a, b], axis=1))
         _png(tmp_path / "folders" / "A" / f"{i}.png", a)
         _png(tmp_path / "folders" / "B" / f"{i}.jpg" if False else tmp_path / "folders" / "B" / f"{i}.png", b)
-    al = build_training_data("pix2pix", data=str(tmp_path / "aligned"))
+    al = paired_training_data(data=str(tmp_path / "aligned"))
     assert al.kind == "aligned" and len(al) == 3 and al.image_size == 8
     a, b = al.batch(torch.tensor([0, 2]))
     torch.testing.assert_close(a, -b, atol=1e-6, rtol=0)
-    fo = build_training_data("pix2pix", data=str(tmp_path / "folders"), direction="BtoA")
+    fo = paired_training_data(data=str(tmp_path / "folders"), direction="BtoA")
     a2, b2 = fo.batch(torch.tensor([0, 2]))
     torch.testing.assert_close(a2, a.neg(), atol=1e-6, rtol=0)  # swapped
-    resized = build_training_data("pix2pix", data=str(tmp_path / "aligned"), size=4)
+    resized = paired_training_data(data=str(tmp_path / "aligned"), size=4)
     assert resized.batch(torch.tensor([0]))[0].shape == (1, 3, 4, 4)
     _png(tmp_path / "folders" / "A" / "extra.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
     with pytest.raises(InputError, match="no partner.*'extra'"):
-        build_training_data("pix2pix", data=str(tmp_path / "folders"))
-    ed = build_training_data("pix2pix", data="edges:synthetic:6", size=16)
+        paired_training_data(data=str(tmp_path / "folders"))
+    ed = paired_training_data(data="edges:synthetic:6", size=16)
     assert ed.channels == 1 and ed.batch(torch.tensor([0, 1]))[0].shape == (2, 1, 16, 16)
 
 
 def test_channel_options_follow_the_model_sides():
-    ed = build_training_data("pix2pix", data="edges:synthetic:4", size=16, channels=1, channels_b=3)
+    ed = paired_training_data(data="edges:synthetic:4", size=16, channels=1, channels_b=3)
     assert (ed.channels, ed.output_channels) == (1, 3)  # edges stay 1 channel, the images become RGB
     assert ed.batch(torch.tensor([0]))[1].shape == (1, 3, 16, 16)
-    cg = build_training_data("cyclegan", data_a="synthetic:4", data_b="synthetic:6", size=16, channels=3,
+    cg = unpaired_training_data(data_a="synthetic:4", data_b="synthetic:6", size=16, channels=3,
                              channels_b=1, direction="BtoA")
     assert (cg.channels, cg.channels_b, len(cg.a), len(cg.b)) == (3, 1, 6, 4)
     with pytest.raises(UsageError, match="1 or 3"):
-        build_training_data("cyclegan", data_a="synthetic:4", data_b="synthetic:4", channels=2)
+        unpaired_training_data(data_a="synthetic:4", data_b="synthetic:4", channels=2)
 
 
 def test_cli_trains_pix2pix_on_an_aligned_folder_then_translates(tmp_path, monkeypatch, capsys):

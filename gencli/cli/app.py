@@ -17,6 +17,7 @@ import typer
 
 from gencli import __version__
 from gencli.cli import common, interpolate, manage, sample, train, translate
+from gencli.cli.families import FamilyCommand, GencliCommand
 from gencli.errors import GencliError
 
 app = typer.Typer(
@@ -53,10 +54,12 @@ def _root(
     common.STATE.quiet = common.STATE.quiet or quiet
 
 
-app.command("train")(train.train)
-app.command("sample")(sample.sample)
-app.command("interpolate")(interpolate.interpolate)
-app.command("translate")(translate.translate)
+#: commands whose rest of the line carries a family's own options (cli/families.py)
+_FAMILY = {"cls": FamilyCommand, "context_settings": {"ignore_unknown_options": True}}
+app.command("train", **_FAMILY)(train.train)
+app.command("sample", **_FAMILY)(sample.sample)
+app.command("interpolate", **_FAMILY)(interpolate.interpolate)
+app.command("translate", **_FAMILY)(translate.translate)
 
 
 def _register_evaluate() -> None:
@@ -65,7 +68,7 @@ def _register_evaluate() -> None:
     try:
         from gencli.cli import evaluate as evaluate_module
 
-        app.command("evaluate")(evaluate_module.evaluate)
+        app.command("evaluate", **_FAMILY)(evaluate_module.evaluate)
     except Exception as e:  # noqa: BLE001 - a broken optional command must not break the CLI
         reason = common.one_line(f"{type(e).__name__}: {e}")
 
@@ -77,9 +80,9 @@ def _register_evaluate() -> None:
 
 
 _register_evaluate()
-app.command("models")(manage.models)
-app.command("pull")(manage.pull)
-app.command("convert")(manage.convert)
+app.command("models", cls=GencliCommand)(manage.models)
+app.command("pull", cls=GencliCommand)(manage.pull)
+app.command("convert", cls=GencliCommand)(manage.convert)
 
 
 # --- entry point -----------------------------------------------------------------------------

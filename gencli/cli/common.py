@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from gencli.errors import GencliError, UsageError
+from gencli.runtime import PRECISIONS  # noqa: F401 (torch-free; the commands check --precision with it)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
 NO_OUTPUT = "no output given: pass -o FILE.png, -o DIR/ or -o -"
 
 
@@ -162,6 +162,20 @@ def check_positive(value: int | None, option: str, minimum: int = 1) -> None:
         raise UsageError(f"{option} must be at least {minimum}, got {value}")
 
 
+def check_range(value: float | None, option: str, low: float, high: float | None = None, *,
+                upper_open: bool = False) -> None:
+    """A finite number in [low, high] (or [low, high) with ``upper_open``); None passes."""
+    import math
+
+    if value is None:
+        return
+    above = high is not None and (value >= high if upper_open else value > high)
+    if not math.isfinite(value) or value < low or above:
+        bound = "" if high is None else (f", {high})" if upper_open else f", {high}]")
+        want = f"in [{low}{bound}" if high is not None else f">= {low}"
+        raise UsageError(f"{option} must be {want}, got {value}")
+
+
 def parse_int_list(values: Sequence[str] | str | None, option: str,
                    names: Sequence[str] | None = None) -> list[int]:
     """``["1,3", "5"]`` -> ``[1, 3, 5]``; entries may also be names from ``names`` (case-insensitive)."""
@@ -291,42 +305,17 @@ def device_of(spec: str) -> Any:
 
 
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager:
-    """autocast for fp16/bf16 around model calls (CPU and CUDA); a no-op for fp32."""
-    check_choice(precision, PRECISIONS, "--precision")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    import torch
+    """autocast for fp16/bf16 around model calls (gencli.runtime.autocast)."""
+    from gencli import runtime
 
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    warn_if_emulated(device, precision)
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return runtime.autocast(device, precision)
 
 
 def warn_if_emulated(device: Any, precision: str) -> None:
-    """Warn (once per process) when fp16/bf16 on this CPU would be emulated, hence slow."""
-    if precision != "fp32" and device.type == "cpu" and not cpu_has_native_half(precision):
-        _warn_emulated(precision)
+    """gencli.runtime.warn_if_emulated (a warning, once per process)."""
+    from gencli import runtime
 
-
-@functools.lru_cache(maxsize=None)
-def _warn_emulated(precision: str) -> None:
-    note(f"warning: this CPU has no native {precision} matrix units (AVX512-{precision.upper()}/AMX); "
-         f"--precision {precision} will likely be slower than fp32 here")
-
-
-@functools.lru_cache(maxsize=None)
-def cpu_has_native_half(precision: str) -> bool:
-    """Whether the CPU advertises native bf16/fp16 matmul (AVX512-BF16/FP16 or AMX), from
-    /proc/cpuinfo; True where that cannot be read (not Linux), so we never warn wrongly."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return True
-    if flags is None:
-        return True
-    want = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}[precision]
-    return any(flag in flags for flag in want)
+    runtime.warn_if_emulated(device, precision)
 
 
 def generator(device: Any, seed: int) -> Any:
@@ -335,13 +324,17 @@ def generator(device: Any, seed: int) -> Any:
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-def load_model(name: str, checkpoint: str | None, weights: str | None, device: Any):
-    """registry.load_model with the CLI's argument checks."""
-    from gencli import registry
+def load_model(name: str, checkpoint: str | None, weights: str | None, device: str = "auto",
+               precision: str = "fp32") -> Any:
+    """gencli.load on the device named by ``--device``, with the allocator tuned for computing."""
+    from gencli import api
 
-    if checkpoint and weights:
-        raise UsageError(f"give either a checkpoint name ({checkpoint}) or --weights, not both")
-    return registry.load_model(name, checkpoint, weights, device=device)
+    return api.load(name, weights, device_of(device), precision, checkpoint=checkpoint)
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """`` name=value ...`` of a model's effective settings, for a summary line (empty for none)."""
+    return "".join(f" {k}={v}" for k, v in settings.items())
 
 
 def checkpoint_label(spec: Any, checkpoint: str | None, weights: str | None) -> str:

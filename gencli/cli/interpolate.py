@@ -1,29 +1,27 @@
-"""`gencli interpolate`: a smooth path between the noises of several seeds."""
+"""`gencli interpolate`: a smooth path between the prior latents of several seeds, decoded by the model."""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from gencli.cli import common
+from gencli.cli import common, families
 from gencli.errors import UsageError
 
 
 def interpolate(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model family (see `gencli models`), e.g. ddpm.")],
-    checkpoint: Annotated[Optional[str], typer.Argument(metavar="CHECKPOINT",
-        help="Named checkpoint of the family (default: the family's default).")] = None,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model that can interpolate (see `gencli models`).")],
+    rest: Annotated[Optional[List[str]], typer.Argument(metavar="[CHECKPOINT] [FAMILY OPTIONS]",
+        help="A named checkpoint of the family (default: the family's default), and the family's own "
+        "options (listed by `gencli interpolate MODEL --help`).", show_default=False)] = None,
     seeds: Annotated[str, typer.Option(
         "--seeds", help="Comma-separated seeds to pass through, e.g. 0,1 or 3,7,11.")] = "0,1",
     frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 16,
-    steps: Annotated[int, typer.Option("--steps", help="DDIM steps per frame.")] = 50,
     class_: Annotated[Optional[str], typer.Option(
-        "--class", "-c", help="Class index or name for class-conditional models (default 0).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(
-        "--guidance", help="Classifier-free guidance weight (1 = plain conditional).")] = None,
+        "--class", "-c", metavar="K", help="Class index or name for class-conditional models (default 0).")] = None,
     weights: Annotated[Optional[str], typer.Option(
         "--weights", "-w", help="Any weights reference: a file, a run or diffusers folder, org/repo, hf://...")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
@@ -36,13 +34,15 @@ def interpolate(
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
-    """Interpolate between the starting noises of --seeds (slerp) and decode every frame with DDIM.
+    """Interpolate between the prior latents of --seeds (slerp) and decode every frame with the model.
 
-    Each end frame is what `gencli sample -n 1 --seed S --sampler ddim --eta 0` starts from.
+    Each end frame starts from the latent `gencli sample -n 1 --seed S` starts from.
     """
     from gencli import registry
 
     spec = registry.require_capability(model, "interpolate")
+    found, opts = families.split_args(spec, "interpolate", rest or [], positionals=1, what="checkpoint")
+    checkpoint = found[0] if found else None
     if checkpoint and not weights:
         spec.checkpoint(checkpoint)
     seed_list = common.parse_int_list(seeds, "--seeds")
@@ -51,39 +51,30 @@ def interpolate(
     if any(s < 0 for s in seed_list):
         raise UsageError("--seeds must be >= 0")
     common.check_positive(frames, "--frames", 2)
-    common.check_positive(steps, "--steps")
     common.check_positive(duration, "--duration")
     common.check_choice(precision, common.PRECISIONS, "--precision")
     out = common.resolve_output(out)
     gif = out != "-" and os.path.splitext(out)[1].lower() == ".gif"
     common.precheck_output(out, frames, force=force, animation=gif)
 
-    dev = common.device_of(device)
-    net, meta = common.load_model(model, checkpoint, weights, dev)
-    labels = None
-    if net.num_classes:
-        names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
+    net = common.load_model(model, checkpoint, weights, device, precision)
+    label = None
+    if class_ is not None or net.num_classes:
+        names = net.metadata.get("class_names") if isinstance(net.metadata.get("class_names"), list) else None
         wanted = common.parse_int_list(class_, "--class", names) if class_ is not None else [0]
         if len(wanted) != 1:
             raise UsageError("--class takes one class for an interpolation")
-        if not 0 <= wanted[0] < net.num_classes:
-            raise UsageError(f"--class {wanted[0]} is out of range: this model knows classes "
-                             f"0..{net.num_classes - 1}")
-        labels = wanted
-    elif class_ is not None:
-        raise UsageError("this checkpoint is not class-conditional: drop --class")
+        label = wanted[0]
 
-    generators = [common.generator(dev, s) for s in seed_list]
+    generators = [common.generator(net.device, s) for s in seed_list]
     t0 = time.perf_counter()
-    with common.progress_bar(f"{model} interpolate", enabled=common.show_progress(quiet_)) as bar:
+    with common.progress_bar(f"interpolate {model}", enabled=common.show_progress(quiet_)) as bar:
         def progress(done: int, total: int) -> None:
-            if done == 1:
-                bar.set_total(total)
+            bar.set_total(total)
             bar.set_completed(done)
 
-        with common.autocast(dev, precision):
-            x = net.interpolate(frames, generators, class_labels=labels, steps=steps, guidance=guidance,
-                                progress=progress)
+        with common.autocast(net.device, precision):
+            x = net.interpolate(frames, generators, class_labels=label, progress=progress, **opts)
     x = x.float().cpu()
     seconds = time.perf_counter() - t0
 
@@ -98,4 +89,5 @@ def interpolate(
     else:
         written = write_images(x, out, force=force, nrow=count)
     common.info(f"wrote {common.describe_output(written, out)} ({count} frames, seeds "
-                f"{','.join(map(str, seed_list))}, {model} ddim {steps} steps, {seconds:.1f} s)", quiet_)
+                f"{','.join(map(str, seed_list))}, {model}{common.describe_settings(opts)}, {seconds:.1f} s)",
+                quiet_)

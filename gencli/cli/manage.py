@@ -29,7 +29,7 @@ def _availability(spec: Any, ref: Any) -> tuple[bool, str | None]:
 
             from gencli.paths import download_path
 
-            dest = download_path(spec.name, Path(where).name)
+            dest = download_path(spec.family, Path(where).name)
             return dest.is_file(), str(dest) if dest.is_file() else None
         path, _ = registry.resolve_checkpoint(spec, ref.name, allow_download=False)
         return True, str(path)
@@ -45,9 +45,10 @@ def _describe(spec: Any) -> dict[str, Any]:
                             "dataset": ref.dataset, "description": ref.description,
                             "default": ref.name == spec.default_checkpoint,
                             "available": available, "path": path})
-    return {"name": spec.name, "description": spec.description, "group": spec.group,
+    return {"name": spec.name, "family": spec.family, "description": spec.description, "data": spec.data,
             "capabilities": list(spec.capabilities), "default_checkpoint": spec.default_checkpoint,
-            "sample_defaults": dict(spec.sample_defaults), "checkpoints": checkpoints}
+            "options": {cmd: [o.flag for o in opts] for cmd, opts in spec.options.items()},
+            "sample_defaults": dict(spec.preset_defaults.get("sample", {})), "checkpoints": checkpoints}
 
 
 def models(

@@ -5,30 +5,24 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Iterator, List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
-from gencli.cli import common
+from gencli.cli import common, families
 from gencli.errors import UsageError
 
 
 def translate(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help="A family that can translate (see `gencli models`).")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A model that can translate (see `gencli models`).")],
     args: Annotated[List[str], typer.Argument(
-        metavar="INPUT",
-        help="An optional named checkpoint first, then image files, folders, globs or - (stdin).")],
+        metavar="[CHECKPOINT] INPUT... [FAMILY OPTIONS]",
+        help="An optional named checkpoint first, then image files, folders, globs or - (stdin), and "
+        "the family's own options (listed by `gencli translate MODEL --help`).")],
     weights: Annotated[Optional[str], typer.Option(
         "--weights", "-w", help="Any weights reference: a file, a folder, org/repo[@rev], hf://...")] = None,
     out: Annotated[Optional[str], typer.Option(
         "-o", "--out", help="DIR/ (one PNG per input, names mirrored), FILE.png (one image or a grid) or -.")] = None,
-    direction: Annotated[Optional[str], typer.Option(
-        "--direction", help="AtoB (default) or BtoA, for checkpoints holding both generators.")] = None,
-    size: Annotated[Optional[int], typer.Option(
-        "--size", help="Resize inputs to N x N first (the outputs then have that size).")] = None,
-    tile: Annotated[Optional[int], typer.Option(
-        "--tile", help="Translate large images in overlapping tiles of N x N pixels.")] = None,
-    overlap: Annotated[Optional[int], typer.Option("--overlap", help="Tile overlap in pixels (default tile/4).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for models that are stochastic at test time.")] = 0,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-b", help="Images per batch (consecutive images of the same size).")] = 16,
@@ -38,20 +32,18 @@ def translate(
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Translate images with an image-to-image model; outputs mirror the input names."""
-    from gencli import registry
+    from gencli import api, registry
 
     spec = registry.require_capability(model, "translate")
+    args, opts = families.split_args(spec, "translate", args)
     checkpoint = None
     known = {ref.name for ref in spec.checkpoints}
     if args and args[0] in known and not os.path.exists(args[0]):
         checkpoint, args = args[0], args[1:]
     if not args:
         raise UsageError("no input images given: pass files, folders, globs or - (stdin)")
-    if direction is not None:
-        common.check_choice(direction, ("AtoB", "BtoA"), "--direction")
-    for value, option in ((batch_size, "--batch-size"), (size, "--size"), (tile, "--tile")):
-        common.check_positive(value, option)
-    common.check_positive(overlap, "--overlap", 0)
+    common.check_positive(batch_size, "--batch-size")
+    common.check_positive(seed, "--seed", 0)
     common.check_choice(precision, common.PRECISIONS, "--precision")
     if args.count("-") > 1:
         raise UsageError("- (stdin) can be given only once")
@@ -79,29 +71,25 @@ def translate(
                              f"translate them into separate folders")
     common.precheck_output(out, len(paths), force=force, names=names if folder else None)
 
-    dev = common.device_of(device)
-    net, _ = common.load_model(model, checkpoint, weights, dev)
-    opts: dict[str, Any] = {"direction": direction, "size": size, "tile": tile, "overlap": overlap,
-                            "generator": common.generator(dev, seed)}
+    net = common.load_model(model, checkpoint, weights, device, precision)
 
     import torch
 
+    from gencli.io.images import load_image
     from gencli.io.writers import write_images
 
     results, written = [], []
     t0 = time.perf_counter()
-    with common.progress_bar(f"{model} translate", len(paths), enabled=common.show_progress(quiet_)) as bar:
+    with common.progress_bar(f"translate {model}", len(paths), enabled=common.show_progress(quiet_)) as bar:
         done = 0
-        for batch in _same_size_batches(paths, batch_size):
-            x = torch.stack(batch)
-            with torch.inference_mode(), common.autocast(dev, precision):
-                y = net.translate(x.to(dev), **opts).float().cpu()
+        images = (load_image(path, channels=None) for path in paths)
+        for ys in api.iter_translate(net, images, batch_size=batch_size, seed=seed, **opts):
             if folder:
-                written += write_images(y, out, force=force, names=names[done:done + len(batch)])
+                written += write_images(torch.stack(ys), out, force=force, names=names[done:done + len(ys)])
             else:
-                results.extend(y)
-            done += len(batch)
-            bar.advance(len(batch))
+                results.extend(ys)
+            done += len(ys)
+            bar.advance(len(ys))
     if not folder:
         shapes = {tuple(r.shape) for r in results}
         if len(shapes) > 1:
@@ -110,18 +98,3 @@ def translate(
         written = write_images(torch.stack(results), out, force=force)
     common.info(f"wrote {common.describe_output(written, out)} ({len(paths)} image{'s' if len(paths) != 1 else ''}, {model}, "
                 f"{time.perf_counter() - t0:.1f} s)", quiet_)
-
-
-def _same_size_batches(paths: list[str], batch_size: int) -> Iterator[list[Any]]:
-    """Read images in order, yielding runs of consecutive same-shaped images (<= batch_size)."""
-    from gencli.io.images import load_image
-
-    batch: list[Any] = []
-    for path in paths:
-        x = load_image(path, channels=None)
-        if batch and (tuple(x.shape) != tuple(batch[0].shape) or len(batch) == batch_size):
-            yield batch
-            batch = []
-        batch.append(x)
-    if batch:
-        yield batch

@@ -3,30 +3,44 @@
 A family is an ``nn.Module`` subclass of :class:`GenerativeModel`. It is rebuilt from a plain
 ``config`` dict (stored in checkpoint metadata), trains through :meth:`train_step` with optimisers
 it declares in :meth:`configure_optimizers`, and implements only the capabilities that make sense
-for it. Images cross this boundary as float tensors in [-1, 1], NCHW. Models never parse
-arguments, print or touch files: progress is reported through an optional callback.
+for it (its spec.py declares which; the contract suite checks the two agree). Images cross this
+boundary as float tensors in [-1, 1], NCHW. Models never parse arguments, print or touch files:
+progress is reported through an optional callback, and errors are raised in model terms
+(``UsageError`` for a request that makes no sense for this model, ``InputError`` for bad data).
+
+What the commands rely on, so they never ask which family they hold:
+
+- ``prior(n, generator)`` + ``decode(latents)``: the latent a sample starts from and its image.
+  :meth:`interpolate` is generic on top of them (slerp in the prior, decoded by the family).
+- ``generate(n, seed)`` / ``iter_generate``: batched, seeded sampling (batch b uses seed + b), the
+  one code path behind `gencli sample`, `evaluate --model` and the Python API.
+- ``export()``: what a checkpoint ships (e.g. the generators, not the discriminators).
+- ``config_for_data`` / ``training_data``: how `gencli train` builds a config and a dataset.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import nn
 
-# Capability names, as the registry and the CLI use them.
-CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood")
+from gencli.errors import UsageError
+from gencli.models.spec import CAPABILITIES, MAX_BATCH
 
 Progress = Callable[[int, int], None]  # (done, total)
 
 
 class GenerativeModel(nn.Module):
     family: ClassVar[str] = "base"
+    #: TrainConfig fields this family trains with unless the user overrides them.
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
         self.config = dict(config)
+        self.precision = "fp32"  # autocast dtype of generate/translate (set by gencli.load)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "GenerativeModel":
@@ -39,10 +53,33 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{cls.family} cannot be trained")
 
     @classmethod
+    def trainable(cls) -> bool:
+        return cls.config_for_data.__func__ is not GenerativeModel.config_for_data.__func__
+
+    @classmethod
+    def training_data(cls, data: str | None, *, split: str = "train", channels: int | None = None,
+                      size: int | None = None, config: dict[str, Any] | None = None, **options: Any) -> Any:
+        """The dataset `gencli train` trains on. ``config`` is the run's config when resuming
+        (its channels are then fixed). Image families read ``data`` with gencli.io.datasets."""
+        if options:
+            raise UsageError(f"{cls.family} takes no data options ({', '.join(sorted(options))})")
+        if not data:
+            raise UsageError("--data is required: fashion-mnist, mnist, synthetic[:N], or a folder")
+        from gencli.io.datasets import resolve_dataset
+
+        return resolve_dataset(data, split=split, channels=channels, size=size)
+
+    @classmethod
     def capabilities(cls) -> tuple[str, ...]:
-        """The capabilities this class really implements (methods overridden from the base)."""
-        return tuple(c for c in CAPABILITIES
-                     if getattr(cls, c, None) is not getattr(GenerativeModel, c, None))
+        """The capabilities this class really implements: the methods it overrides, and
+        interpolate where it has a prior and decode."""
+        def own(name: str) -> bool:
+            return getattr(cls, name, None) is not getattr(GenerativeModel, name, None)
+
+        found = {c for c in CAPABILITIES if c != "interpolate" and own(c)}
+        if own("prior") and own("decode"):
+            found.add("interpolate")
+        return tuple(c for c in CAPABILITIES if c in found)
 
     # --- what a checkpoint describes ---------------------------------------------------------
     @property
@@ -56,6 +93,13 @@ class GenerativeModel(nn.Module):
     @property
     def num_classes(self) -> int | None:
         return self.config.get("num_classes")
+
+    def export(self, state_dict: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(config, tensors) a checkpoint ships, from ``state_dict`` (default: this model's own;
+        the trainer passes one with the EMA weights in). By default: everything."""
+        sd = self.state_dict() if state_dict is None else state_dict
+        return dict(self.config), {k: v.detach() for k, v in sd.items()}
 
     # --- training ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -78,16 +122,21 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError(f"{self.family} cannot be trained")
 
     # --- capabilities (override the ones that make sense) -----------------------------------
+    def prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` latents drawn from the prior, as ``sample(n, generator)`` would start from."""
+        raise NotImplementedError
+
     def sample(self, n: int, generator: torch.Generator | None = None, **opts: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def interpolate(self, frames: int, generators: list[torch.Generator], **opts: Any) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, **opts: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def sampling_settings(self, **opts: Any) -> dict[str, Any]:
+        """The effective settings ``sample(**opts)`` would use (reported by `gencli sample`)."""
+        return {}
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def translate(self, images: torch.Tensor, **opts: Any) -> torch.Tensor:
@@ -95,6 +144,95 @@ class GenerativeModel(nn.Module):
 
     def log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.inference_mode()
+    def interpolate(self, frames: int, generators: list[torch.Generator], *, class_labels: Any = None,
+                    **opts: Any) -> torch.Tensor:
+        """``frames`` images along a path through the prior latents of each generator (slerp
+        between consecutive ones), decoded by the family. Each end frame starts from exactly the
+        latent ``sample(1, generator)`` would. A class-conditional model keeps one class for the
+        whole path: ``class_labels`` or, when None, one drawn from the first generator."""
+        if len(generators) < 2:
+            raise UsageError("interpolation needs at least two seeds")
+        if frames < 2:
+            raise UsageError("an interpolation needs at least 2 frames")
+        ends = [self.prior(1, g)[0] for g in generators]
+        if self.num_classes and class_labels is None:
+            g = generators[0]
+            class_labels = int(torch.randint(self.num_classes, (1,), generator=g, device=g.device))
+        pos = torch.linspace(0, len(ends) - 1, frames, dtype=torch.float64)
+        seg = pos.floor().long().clamp(max=len(ends) - 2)
+        z = torch.cat([slerp(ends[int(k)], ends[int(k) + 1], (p - k).view(1).float()) for p, k in zip(pos, seg)])
+        labels = self.class_labels(z.shape[0], class_labels)
+        return self.decode(z, class_labels=labels, **opts)
+
+    # --- class labels -------------------------------------------------------------------------
+    def class_labels(self, n: int, wanted: Any = None, device: Any = None) -> torch.Tensor | None:
+        """Checked labels for ``n`` images: ``wanted`` (one int, or n of them) or, for a
+        class-conditional model given none, the classes in turn (0, 1, ..., 0, 1, ...)."""
+        device = device or self.device
+        if not self.num_classes:
+            if wanted is not None:
+                raise UsageError("this checkpoint is not class-conditional: drop --class")
+            return None
+        if wanted is None:
+            return torch.arange(n, device=device) % self.num_classes
+        labels = torch.as_tensor(wanted, device=device).long().flatten()
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise UsageError(f"got {labels.numel()} class labels for {n} images")
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if bad.numel():
+            raise UsageError(f"--class {int(bad[0])} is out of range: this model knows classes "
+                             f"0..{self.num_classes - 1}")
+        return labels
+
+    # --- generation (the one path behind `gencli sample`, evaluate --model and the API) --------
+    def iter_generate(self, n: int, seed: int = 0, *, batch_size: int | None = None, class_labels: Any = None,
+                      init_noise: torch.Tensor | None = None, progress: Progress | None = None,
+                      **opts: Any) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Yield ``(lo, hi, images[lo:hi])`` batch by batch. Batch b draws from
+        ``torch.Generator(device).manual_seed(seed + b)``: the same seed, batch size and device
+        give the same images. ``progress(done, total)`` counts the model's own steps over all
+        batches. ``init_noise`` (N, ...) replaces the prior draws (then N is the image count)."""
+        from gencli.runtime import autocast
+
+        spec = getattr(self, "spec", None)
+        if spec is not None:
+            opts = spec.check_options("sample", opts)
+        if init_noise is not None:
+            if init_noise.dim() == 3:
+                init_noise = init_noise[None]
+            n = int(init_noise.shape[0])
+        if n < 1:
+            raise UsageError(f"cannot generate {n} images")
+        bs = min(batch_size or min(n, MAX_BATCH), n)
+        batches = math.ceil(n / bs)
+        labels = self.class_labels(n, class_labels, device="cpu") if class_labels is not None or self.num_classes \
+            else None
+        state = {"total": None, "done": 0}
+
+        def step(done: int, total: int) -> None:
+            state["done"] += 1
+            if progress is not None:
+                progress(state["done"], total * batches)
+
+        for b in range(batches):
+            lo, hi = b * bs, min((b + 1) * bs, n)
+            gen = torch.Generator(device=self.device).manual_seed(int(seed) + b)
+            extra = {} if labels is None else {"class_labels": labels[lo:hi]}
+            if init_noise is not None:
+                extra["init_noise"] = init_noise[lo:hi]
+            with autocast(self.device, self.precision):
+                x = self.sample(hi - lo, gen, progress=step, **extra, **opts)
+            yield lo, hi, x.float()
+
+    def generate(self, n: int, seed: int = 0, **opts: Any) -> torch.Tensor:
+        """``n`` images (N, C, H, W) in [-1, 1]; the same images as `gencli sample` with the same
+        seed and batch size. Options: ``batch_size``, ``class_labels``, ``init_noise``,
+        ``progress`` and the family's sampling options (`gencli sample FAMILY --help`)."""
+        return torch.cat([x.cpu() for _, _, x in self.iter_generate(n, seed, **opts)])
 
     @property
     def device(self) -> torch.device:

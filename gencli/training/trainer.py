@@ -42,6 +42,7 @@ from gencli.models.base import GenerativeModel
 STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
 LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
 
 
 class NonFiniteLoss(GencliError):
@@ -239,9 +240,10 @@ class Trainer:
             "rng": self._rng_state(),
         }
         checkpoints.save_training_state(self.run_dir / STATE_FILE, state)
+        config, shipped = self.model.export(sd)  # what the family ships (e.g. no discriminators)
         meta = dict(self.metadata)
-        meta.update(family=self.model.family, config=self.model.config, step=self.step)
-        checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, sd, meta, force=True)
+        meta.update(family=self.model.family, config=config, step=self.step)
+        checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, shipped, meta, force=True)
 
     def load(self) -> None:
         state = checkpoints.load_training_state(self.run_dir / STATE_FILE, device="cpu")
@@ -299,7 +301,7 @@ class Trainer:
             return
         images = self.preview()
         if images is not None:
-            self.write_samples(images, self.run_dir / "samples" / f"step{self.step:07d}.png")
+            self.write_samples(images, self.run_dir / SAMPLES_DIR / f"step{self.step:07d}.png")
 
     def _catch_signals(self) -> Callable[[], None]:
         """SIGINT/SIGTERM ask the loop to stop after the current step (then it saves and raises

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gencli.errors import UsageError
-from gencli.models.base import GenerativeModel, Progress, slerp
+from gencli.errors import InputError, UsageError
+from gencli.models.base import GenerativeModel, Progress
 from gencli.models.diffusion.schedulers import SAMPLERS, NoiseSchedule
 from gencli.models.diffusion.unet import UNet2DModel, normalize_config
 
@@ -115,24 +115,6 @@ class DiffusionModel(GenerativeModel):
         return {"loss": loss.detach()}
 
     # --- sampling ---------------------------------------------------------------------------
-    def _labels(self, n: int, class_labels: Any, device: torch.device) -> torch.Tensor | None:
-        if not self.num_classes:
-            if class_labels is not None:
-                raise UsageError("this checkpoint is not class-conditional: drop --class")
-            return None
-        if class_labels is None:  # cycle through the classes so every class shows up
-            return torch.arange(n, device=device) % self.num_classes
-        labels = torch.as_tensor(class_labels, device=device).long().flatten()
-        if labels.numel() == 1:
-            labels = labels.expand(n)
-        if labels.numel() != n:
-            raise UsageError(f"got {labels.numel()} class labels for {n} images")
-        bad = labels[(labels < 0) | (labels >= self.num_classes)]
-        if bad.numel():
-            raise UsageError(f"class {int(bad[0])} is out of range: this model knows classes "
-                             f"0..{self.num_classes - 1}")
-        return labels
-
     def _denoise(self, x: torch.Tensor, t: int, labels: torch.Tensor | None, guidance: float) -> torch.Tensor:
         ts = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         if labels is None or guidance == 1.0:
@@ -145,31 +127,46 @@ class DiffusionModel(GenerativeModel):
         cond, uncond = out.chunk(2)
         return uncond + guidance * (cond - uncond)
 
-    def initial_noise(self, n: int, generator: torch.Generator | None = None,
-                      device: torch.device | None = None) -> torch.Tensor:
+    def prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_T: ``n`` standard-normal images, as ``sample(n, generator)`` starts from."""
         shape = (n, self.channels, self.image_size, self.image_size)
-        return torch.randn(shape, generator=generator, device=device or self.device)
+        return torch.randn(shape, generator=generator, device=self.device)
 
-    @torch.inference_mode()
-    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
-               sampler: str | None = None, eta: float | None = None, spacing: str | None = None,
-               variance_type: str | None = None, class_labels: Any = None,
-               guidance: float | None = None, init_noise: torch.Tensor | None = None,
-               progress: Progress | None = None, fast: bool = True, **_: Any) -> torch.Tensor:
-        """``n`` images in [-1, 1]. ``fast`` runs the UNet on its inference fast path
-        (channels_last, Winograd 3x3 where it pays); outputs agree with ``fast=False`` to ~1e-5."""
+    def sampling_settings(self, *, steps: int | None = None, sampler: str | None = None,
+                          eta: float | None = None, spacing: str | None = None,
+                          guidance: float | None = None, **_: Any) -> dict[str, Any]:
+        """The settings ``sample`` runs with for these options: the checkpoint's sampling config
+        fills what is not given; a sampler it was not set up for defaults to 50 steps."""
         d = self.config["sampling"]
         sampler = sampler or d["sampler"]
         if sampler not in SAMPLERS:
             raise UsageError(f"unknown sampler {sampler!r}; use one of {sorted(SAMPLERS)}")
-        steps = steps or (d["steps"] if sampler == d["sampler"] else 50)
-        guidance = d.get("guidance", 1.0) if guidance is None else guidance
-        spacing = spacing or d.get("spacing", "leading")
+        out = {"sampler": sampler, "steps": steps or (d["steps"] if sampler == d["sampler"] else 50),
+               "guidance": d.get("guidance", 1.0) if guidance is None else guidance,
+               "spacing": spacing or d.get("spacing", "leading")}
         if sampler == "ddim":
-            algo = SAMPLERS["ddim"](self.schedule, steps, spacing, eta=d.get("eta", 0.0) if eta is None else eta,
+            out["eta"] = d.get("eta", 0.0) if eta is None else eta
+        return out
+
+    @torch.inference_mode()
+    def sample(self, n: int, generator: torch.Generator | None = None, *, steps: int | None = None,
+               sampler: str | None = None, eta: float | None = None, spacing: str | None = None,
+               variance: str | None = None, class_labels: Any = None,
+               guidance: float | None = None, init_noise: torch.Tensor | None = None,
+               progress: Progress | None = None, fast: bool = True, **_: Any) -> torch.Tensor:
+        """``n`` images in [-1, 1]. ``fast`` runs the UNet on its inference fast path
+        (channels_last, Winograd 3x3 where it pays); outputs agree with ``fast=False`` to ~1e-5."""
+        if eta is not None and (sampler or self.config["sampling"]["sampler"]) != "ddim":
+            raise UsageError("--eta applies to DDIM sampling only: add --sampler ddim (or use the ddim model)")
+        if variance is not None and (sampler or self.config["sampling"]["sampler"]) != "ddpm":
+            raise UsageError("--variance applies to DDPM sampling only: use --sampler ddpm")
+        eff = self.sampling_settings(steps=steps, sampler=sampler, eta=eta, spacing=spacing, guidance=guidance)
+        guidance = eff["guidance"]
+        if eff["sampler"] == "ddim":
+            algo = SAMPLERS["ddim"](self.schedule, eff["steps"], eff["spacing"], eta=eff["eta"],
                                     clipped_eps=guidance != 1.0)
         else:
-            algo = SAMPLERS["ddpm"](self.schedule, steps, spacing, variance_type=variance_type)
+            algo = SAMPLERS["ddpm"](self.schedule, eff["steps"], eff["spacing"], variance_type=variance)
         device = self.device
         if init_noise is not None:
             x = init_noise.to(device=device, dtype=torch.float32)
@@ -177,12 +174,12 @@ class DiffusionModel(GenerativeModel):
             if x.dim() == 3:
                 x = x[None]
             if tuple(x.shape[1:]) != expected:
-                raise UsageError(f"--init-noise has shape {tuple(x.shape)}, this model needs "
+                raise InputError(f"the initial noise has shape {tuple(x.shape)}, this model needs "
                                  f"(N, {', '.join(map(str, expected))})")
             n = x.shape[0]
         else:
-            x = self.initial_noise(n, generator, device)
-        labels = self._labels(n, class_labels, device)
+            x = self.prior(n, generator)
+        labels = self.class_labels(n, class_labels, device)
         total = len(algo.steps)
         with self.unet.fast_inference(enabled=fast):
             for i, s in enumerate(algo.steps):
@@ -193,28 +190,8 @@ class DiffusionModel(GenerativeModel):
                     progress(i + 1, total)
         return x.clamp(-1, 1)
 
-    @torch.inference_mode()
-    def interpolate(self, frames: int, generators: list[torch.Generator], **opts: Any) -> torch.Tensor:
-        """Slerp between the initial noises drawn from each generator, decoded with DDIM (eta=0).
-
-        Each endpoint's noise is exactly what ``sample(1, generator)`` would start from.
-        """
-        if len(generators) < 2:
-            raise UsageError("interpolation needs at least two seeds")
-        if frames < 2:
-            raise UsageError("--frames must be at least 2")
-        ends = [self.initial_noise(1, g)[0] for g in generators]
-        if self.num_classes and opts.get("class_labels") is None:
-            # one class for the whole path (drawn from the first seed), not one per frame
-            opts["class_labels"] = int(torch.randint(self.num_classes, (1,), generator=generators[0],
-                                                     device=generators[0].device))
-        # `frames` points spread evenly along the path through all seeds (k segments).
-        pos = torch.linspace(0, len(ends) - 1, frames, dtype=torch.float64)
-        seg = pos.floor().long().clamp(max=len(ends) - 2)
-        xs = [slerp(ends[int(k)], ends[int(k) + 1], (p - k).view(1).float())
-              for p, k in zip(pos, seg)]
-        x = torch.cat(xs)
-        opts.setdefault("sampler", "ddim")
+    def decode(self, latents: torch.Tensor, **opts: Any) -> torch.Tensor:
+        """Images from x_T latents by deterministic DDIM (eta 0; ``steps`` default 50)."""
         opts.setdefault("steps", 50)
-        opts["eta"] = 0.0
-        return self.sample(x.shape[0], None, init_noise=x, **opts)
+        opts.update(sampler="ddim", eta=0.0)
+        return self.sample(latents.shape[0], None, init_noise=latents, **opts)

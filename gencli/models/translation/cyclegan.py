@@ -190,9 +190,23 @@ class CycleGAN(TranslationModel):
                "idt_A": loss_idt_A, "idt_B": loss_idt_B, "D_A": loss_D_A, "D_B": loss_D_B}
         return {k: v.detach() for k, v in out.items()}
 
-    def inference_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """(config, tensors) of this model without discriminators and pools (for shipping)."""
+    def export(self, state_dict: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(config, tensors) without discriminators and pools: what a checkpoint ships."""
         cfg = merge(self.config, {"pool_size": 0})
         cfg["discriminator"] = None
-        sd = {k: v for k, v in self.state_dict().items() if k.startswith(("G_A.", "G_B."))}
-        return cfg, sd
+        sd = self.state_dict() if state_dict is None else state_dict
+        return cfg, {k: v.detach() for k, v in sd.items() if k.startswith(("G_A.", "G_B."))}
+
+    @classmethod
+    def training_data(cls, data: str | None, *, split: str = "train", channels: int | None = None,
+                      size: int | None = None, config: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Two unpaired domains: --data-a and --data-b (--direction BtoA swaps them)."""
+        from gencli.models.translation.data import unpaired_training_data
+
+        if data and not (options.get("data_a") or options.get("data_b")):
+            raise UsageError("cyclegan trains on two unpaired image sets: pass --data-a A_SPEC --data-b B_SPEC "
+                             "(e.g. --data-a fashion-mnist:sneaker --data-b 'fashion-mnist:ankle boot')")
+        cb = None if config is None else config.get("channels_b")
+        return unpaired_training_data(split=split, channels=channels, size=size,
+                                      channels_b=None if cb is None else int(cb), **options)

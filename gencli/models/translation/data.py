@@ -356,43 +356,41 @@ def _paired(data: str | None, data_a: str | None, data_b: str | None, *, split: 
     return ds
 
 
-def build_training_data(family: str, *, data: str | None = None, data_a: str | None = None,
-                        data_b: str | None = None, size: Any = None, channels: int | None = None,
-                        direction: str = "AtoB", flip: bool = False, split: str = "train",
-                        channels_b: int | None = None) -> Any:
-    """The training dataset of ``gencli train cyclegan|pix2pix``.
-
-    cyclegan: ``data_a`` and ``data_b`` (two domain specs) -> :class:`UnpairedDataset`
-    (``direction="BtoA"`` swaps them). pix2pix: ``data`` (aligned folder, A/B folders, or
-    ``edges:SPEC``) or ``data_a`` + ``data_b`` folders matched by name -> :class:`PairedDataset`.
-    ``channels`` converts the images the model takes (A) and ``channels_b`` (default: the same)
-    those it produces (B), after any BtoA swap; None keeps the data's own (a resumed run passes the
-    config's ``channels`` and ``channels_b``/``output_channels``). Edge maps are always one channel.
-    The result has ``image_size``, ``channels`` and ``config_overrides`` to pass on to
-    ``config_for_data(ds.image_size, ds.channels, None, {**ds.config_overrides, **user_overrides})``.
-    """
+def _check_channels(channels: int | None, channels_b: int | None) -> tuple[int | None, int | None]:
     for value, option in ((channels, "--channels"), (channels_b, "channels_b")):
         if value is not None and value not in (1, 3):
             raise UsageError(f"{option} must be 1 or 3, got {value}")
-    ca, cb = channels, channels if channels_b is None else channels_b
-    if family == "cyclegan":
-        if data and not (data_a or data_b):
-            raise UsageError("cyclegan trains on two unpaired image sets: pass --data-a A_SPEC --data-b B_SPEC "
-                             "(e.g. --data-a fashion-mnist:sneaker --data-b 'fashion-mnist:ankle boot')")
-        if not (data_a and data_b):
-            raise UsageError("cyclegan needs both --data-a and --data-b")
-        if direction not in ("AtoB", "BtoA"):
-            raise UsageError(f"--direction must be AtoB or BtoA, got {direction!r}")
-        if direction == "BtoA":
-            b = domain_dataset(data_a, split=split, channels=cb, size=size)
-            a = domain_dataset(data_b, split=split, channels=ca, size=size)
-        else:
-            a = domain_dataset(data_a, split=split, channels=ca, size=size)
-            b = domain_dataset(data_b, split=split, channels=cb, size=size)
-        return UnpairedDataset(a, b, flip=flip)
-    if family == "pix2pix":
-        swap = direction == "BtoA"
-        return _paired(data, data_a, data_b, split=split, ch_a=cb if swap else ca, ch_b=ca if swap else cb,
-                       size=size,
-                       direction=direction, flip=flip)
-    raise UsageError(f"{family} does not train on translation data")
+    return channels, channels if channels_b is None else channels_b
+
+
+def unpaired_training_data(*, data_a: str | None = None, data_b: str | None = None, size: Any = None,
+                           channels: int | None = None, direction: str | None = None, flip: bool = False,
+                           split: str = "train", channels_b: int | None = None) -> "UnpairedDataset":
+    """Two domains (``data_a``, ``data_b``: any dataset spec, ``fashion-mnist:CLASS`` too) ->
+    :class:`UnpairedDataset`; ``direction="BtoA"`` swaps them. ``channels`` converts the images
+    the model takes (A) and ``channels_b`` (default: the same) those it produces (B), after any
+    swap; None keeps the data's own (a resumed run passes its config's)."""
+    ca, cb = _check_channels(channels, channels_b)
+    if not (data_a and data_b):
+        raise UsageError("cyclegan needs both --data-a and --data-b")
+    if direction == "BtoA":
+        b = domain_dataset(data_a, split=split, channels=cb, size=size)
+        a = domain_dataset(data_b, split=split, channels=ca, size=size)
+    else:
+        a = domain_dataset(data_a, split=split, channels=ca, size=size)
+        b = domain_dataset(data_b, split=split, channels=cb, size=size)
+    return UnpairedDataset(a, b, flip=flip)
+
+
+def paired_training_data(*, data: str | None = None, data_a: str | None = None, data_b: str | None = None,
+                         size: Any = None, channels: int | None = None, direction: str | None = None,
+                         flip: bool = False, split: str = "train", channels_b: int | None = None) -> PairedDataset:
+    """Pairs: ``data`` (aligned folder, A/B folders, or ``edges:SPEC``) or ``data_a`` + ``data_b``
+    folders matched by name -> :class:`PairedDataset`. Channels as :func:`unpaired_training_data`;
+    edge maps are always one channel. The result has ``image_size``, ``channels`` and
+    ``config_overrides`` for ``config_for_data``."""
+    ca, cb = _check_channels(channels, channels_b)
+    direction = direction or "AtoB"
+    swap = direction == "BtoA"
+    return _paired(data, data_a, data_b, split=split, ch_a=cb if swap else ca, ch_b=ca if swap else cb,
+                   size=size, direction=direction, flip=flip)

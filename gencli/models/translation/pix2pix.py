@@ -140,7 +140,21 @@ class Pix2Pix(TranslationModel):
         out = {"G_GAN": loss_G_GAN, "G_L1": loss_G_L1, "D_real": loss_D_real, "D_fake": loss_D_fake}
         return {k: v.detach() for k, v in out.items()}
 
-    def inference_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    def export(self, state_dict: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(config, tensors) without the discriminator: the generator is what a checkpoint ships."""
         cfg = dict(self.config)
         cfg["discriminator"] = None
-        return cfg, {k: v for k, v in self.state_dict().items() if k.startswith("G.")}
+        sd = self.state_dict() if state_dict is None else state_dict
+        return cfg, {k: v.detach() for k, v in sd.items() if k.startswith("G.")}
+
+    @classmethod
+    def training_data(cls, data: str | None, *, split: str = "train", channels: int | None = None,
+                      size: int | None = None, config: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Paired data: --data (aligned A|B images, A/ and B/ folders, edges:SPEC) or
+        --data-a/--data-b folders matched by name."""
+        from gencli.models.translation.data import paired_training_data
+
+        cb = None if config is None else config.get("output_channels")
+        return paired_training_data(data=data, split=split, channels=channels, size=size,
+                                    channels_b=None if cb is None else int(cb), **options)

@@ -1,0 +1,116 @@
+"""gencli's Python API; the commands are thin wrappers of these functions.
+
+    import gencli
+    model = gencli.load("ddpm")                          # the bundled default
+    images = model.generate(16, seed=0, steps=50, sampler="ddim")   # (16, 1, 28, 28) in [-1, 1]
+    boots = gencli.translate("cyclegan", images)          # sneaker2boot, bundled
+    result = gencli.evaluate("fid", "real/", "fake/")     # what `gencli evaluate --json` prints
+
+``generate`` gives the same images as `gencli sample` with the same seed and batch size.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Iterator
+
+from gencli.errors import UsageError
+
+
+def load(model: str, weights: str | None = None, device: Any = "cpu", precision: str = "fp32", *,
+         checkpoint: str | None = None, allow_download: bool = True):
+    """A registered model (family or preset name) with its weights, ready for inference.
+
+    ``weights``: a named checkpoint of the family (``"cifar10"``), or any weights reference (a
+    file, a run or diffusers folder, ``org/repo[@rev]``, ``hf://...``); None: the family's default.
+    The result is a :class:`gencli.models.base.GenerativeModel` with ``.spec`` (its registry entry)
+    and ``.metadata`` (the checkpoint's) set; ``precision`` (fp32/fp16/bf16) is the autocast
+    dtype its ``generate``/``translate`` calls use.
+    """
+    from gencli import registry
+    from gencli.runtime import PRECISIONS
+    from gencli.training.trainer import resolve_device
+
+    spec = registry.get_family(model)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if weights is not None and checkpoint is None and not os.path.exists(weights) \
+            and weights in {c.name for c in spec.checkpoints}:
+        checkpoint, weights = weights, None
+    if checkpoint and weights:
+        raise UsageError(f"give either a checkpoint name ({checkpoint}) or --weights, not both")
+    if checkpoint:
+        spec.checkpoint(checkpoint)  # unknown names fail before anything is read
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net, meta = registry.load_model(model, checkpoint, weights, device=dev, allow_download=allow_download)
+    net.spec, net.metadata, net.precision = spec, meta, precision
+    return net
+
+
+def _model(model: Any, capability: str):  # noqa: ANN202
+    from gencli import registry
+
+    if isinstance(model, str):
+        registry.require_capability(model, capability)
+        return load(model)
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        registry.require_capability(spec.name, capability)
+    return model
+
+
+def iter_translate(model: Any, images: Iterable[Any], *, batch_size: int = 16, seed: int = 0,
+                   **options: Any) -> Iterator[list[Any]]:
+    """Translate a stream of (C, H, W) images, yielding the outputs batch by batch (consecutive
+    images of one size share a batch). ``options``: the family's (`gencli translate FAMILY --help`).
+    Stochastic models draw from one generator seeded with ``seed``."""
+    import torch
+
+    from gencli.runtime import autocast
+
+    net = _model(model, "translate")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    spec = getattr(net, "spec", None)
+    if spec is not None:
+        options = spec.check_options("translate", options)
+    dev = net.device
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+
+    def run(batch: list[Any]) -> list[Any]:
+        x = torch.stack(batch).to(dev)
+        with torch.inference_mode(), autocast(dev, net.precision):
+            return list(net.translate(x, generator=gen, **options).float().cpu())
+
+    batch: list[Any] = []
+    for x in images:
+        if batch and (tuple(x.shape) != tuple(batch[0].shape) or len(batch) == batch_size):
+            yield run(batch)
+            batch = []
+        batch.append(x)
+    if batch:
+        yield run(batch)
+
+
+def translate(model: Any, images: Any, *, batch_size: int = 16, seed: int = 0, **options: Any) -> Any:
+    """Translate ``images``: a (N, C, H, W) tensor in [-1, 1] gives one tensor; a list of (C, H, W)
+    tensors (sizes may differ) gives a list. ``model``: a loaded model or a registered name."""
+    import torch
+
+    if isinstance(images, torch.Tensor):
+        if images.dim() == 3:
+            images = images[None]
+        out = [y for ys in iter_translate(model, list(images), batch_size=batch_size, seed=seed, **options)
+               for y in ys]
+        return torch.stack(out)
+    return [y for ys in iter_translate(model, images, batch_size=batch_size, seed=seed, **options) for y in ys]
+
+
+def evaluate(metric: str, a: Any = None, b: Any = None, **options: Any) -> dict[str, Any]:
+    """Compute ``metric`` (fid, kid, is, pr or all) between a real set ``a`` and a generated set
+    ``b`` (folders, globs, files, .npz statistics, dataset names); returns the dict
+    `gencli evaluate --json` prints. See :func:`gencli.metrics.evaluate.evaluate` for options."""
+    from gencli.metrics.evaluate import evaluate as run
+
+    inputs = [x for x in (a, b) if x is not None]
+    return run(metric, [str(x) for x in inputs], **options)
