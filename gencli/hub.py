@@ -27,6 +27,7 @@ Non-Hub files (official CycleGAN ``.pth`` generators, dataset mirrors) are fetch
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -394,6 +395,7 @@ def _resolve_hub(
                 return cached
         if offline:
             raise ctx.not_found(ctx.offline_reason())
+        _require_reachable(ctx)
         from huggingface_hub import hf_hub_download
 
         try:
@@ -408,6 +410,7 @@ def _resolve_hub(
             return ctx.subfolder(cached_dir)
     if offline:
         raise ctx.not_found(ctx.offline_reason())
+    _require_reachable(ctx)
     from huggingface_hub import snapshot_download
 
     try:
@@ -415,6 +418,42 @@ def _resolve_hub(
     except Exception as e:
         raise ctx.translate(e) from e
     return ctx.subfolder(snap)
+
+
+#: seconds to wait for the Hub's TCP port before declaring it unreachable
+PROBE_TIMEOUT = 2.0
+
+
+@functools.lru_cache(maxsize=8)
+def endpoint_reachable(endpoint: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to ``endpoint`` (a URL) opens within ``timeout`` seconds.
+
+    Asked once per process before huggingface_hub is: without a network its HTTP layer retries
+    for ~20 s and logs every retry, where one line and a quick answer are what a user needs.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return True  # not a URL we understand: let huggingface_hub decide
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _require_reachable(ctx: "_Context") -> None:
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    if not endpoint_reachable(endpoint):
+        raise ctx.not_found(f"{endpoint} could not be reached and it is not in the HF cache",
+                            "check your connection (and HF_ENDPOINT), pass --weights PATH, or set HF_HUB_OFFLINE=1 "
+                            "to use only cached files")
 
 
 def _cached_file(hub: HubRef, file: str, rev: str | None) -> Path | None:

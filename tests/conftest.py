@@ -1,4 +1,4 @@
-"""Shared pytest setup. Fixtures used by several CLI test modules live in test_cli_support.py."""
+"""Shared pytest setup. Fixtures used by several CLI test modules live in cli_support.py."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_cli_support import TINY_OVERRIDES, _isolated, cli, make_tiny_checkpoint  # noqa: F401
+from cli_support import TINY_OVERRIDES, _isolated, cli, make_tiny_checkpoint  # noqa: F401
 from test_translation_networks import official_resnet_sd, official_unet_sd
 
 from gencli import formats

@@ -40,6 +40,9 @@ STATE = State()
 def reset_state() -> None:
     STATE.debug = env_flag("GENCLI_DEBUG")
     STATE.quiet = env_flag("GENCLI_QUIET")
+    images = sys.modules.get("gencli.io.images")  # only if loaded: `gencli --help` stays torch-free
+    if images is not None:
+        images.reset_stdin()
 
 
 def env_flag(name: str) -> bool:
@@ -246,6 +249,14 @@ def resolve_output(out: str | None, *, json_out: bool = False) -> str:
     return out
 
 
+GRID_HELP = "With -o - and several images: one PNG grid instead of a stream of PNGs."
+
+
+def streams(out: str, count: int, grid: bool) -> bool:
+    """Whether ``out`` receives the images one by one: a folder, or stdout as a PNG stream."""
+    return is_folder_target(out) or (out == "-" and not grid and count > 1)
+
+
 def is_folder_target(out: str) -> bool:
     return out != "-" and (out.endswith(("/", os.sep)) or os.path.isdir(out) or os.path.splitext(out)[1] == "")
 
@@ -287,9 +298,14 @@ def precheck_output(out: str, n: int, *, force: bool, animation: bool = False,
         raise UsageError(f"{out} exists; pass --force to overwrite")
 
 
-def describe_output(written: Sequence[str], out: str) -> str:
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def describe_output(written: Sequence[str], out: str, streamed: int = 0) -> str:
+    """What was written, for a summary line; ``streamed``: how many images went one by one."""
     if out == "-":
-        return "a PNG to stdout"
+        return f"{streamed} PNGs to stdout" if streamed > 1 else "a PNG to stdout"
     if len(written) > 1 or is_folder_target(out):
         return f"{len(written)} files in {out}"
     return written[0] if written else out

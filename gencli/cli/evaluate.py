@@ -20,11 +20,13 @@ Metrics and their references:
 
 ``--features fmnist`` uses gencli's bundled Fashion-MNIST classifier instead (offline, for 28x28
 grey images; its numbers are not comparable with Inception-based ones).
-Results: a small table on stderr, or (instead) one JSON object on stdout with ``--json``.
+Results: one ``name: value`` line per value on stdout (``fid: 12.34``) and a small table on stderr,
+or (instead) one JSON object on stdout with ``--json``.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, List, Optional
 
 import typer
@@ -32,6 +34,9 @@ import typer
 from gencli.cli import common, families
 from gencli.errors import UsageError
 from gencli.metrics.evaluate import DEFAULT_SEED
+
+#: the summary values printed on stdout, one ``name: value`` line each, in this order
+RESULT_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "f_score", "saved_stats")
 
 
 
@@ -104,7 +109,12 @@ def evaluate(
                   skip_bad=skip_bad, no_cache=no_cache, force=force, progress=progress)
     if json_out:
         common.print_json(summary)
-    elif not common.quiet(quiet_):
+        return
+    # the values on stdout (`gencli evaluate fid a/ b/ > fid.txt`), the table on stderr
+    lines = [f"{key}: {summary[key]}" for key in RESULT_KEYS if summary.get(key) is not None]
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+    if not common.quiet(quiet_):
         _print_table(metric, summary, summary)
 
 

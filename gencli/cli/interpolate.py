@@ -28,6 +28,7 @@ def interpolate(
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (autocast).")] = "fp32",
     out: Annotated[Optional[str], typer.Option(
         "-o", "--out", help="strip.png (one row), anim.gif (animation), DIR/ (numbered PNGs) or - (PNG on stdout).")] = None,
+    grid: Annotated[bool, typer.Option("--grid", help=common.GRID_HELP)] = False,
     pingpong: Annotated[bool, typer.Option(
         "--pingpong", help="GIF: play forward then backward.")] = False,
     duration: Annotated[int, typer.Option("--duration", help="GIF: milliseconds per frame.")] = 80,
@@ -87,7 +88,8 @@ def interpolate(
             seq += seq[-2:0:-1]
         written = write_animation(seq, out, force=force, duration_ms=duration)
     else:
-        written = write_images(x, out, force=force, nrow=count)
-    common.info(f"wrote {common.describe_output(written, out)} ({count} frames, seeds "
+        written = write_images(x, out, force=force, nrow=count, grid=grid or out != "-")
+    streamed = count if out == "-" and not grid and not gif else 0
+    common.info(f"wrote {common.describe_output(written, out, streamed)} ({count} frames, seeds "
                 f"{','.join(map(str, seed_list))}, {model}{common.describe_settings(opts)}, {seconds:.1f} s)",
                 quiet_)

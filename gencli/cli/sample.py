@@ -36,7 +36,8 @@ def sample(
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (autocast).")] = "fp32",
     out: Annotated[Optional[str], typer.Option(
-        "-o", "--out", help="FILE.png (grid), DIR/ (numbered PNGs) or - (PNG on stdout).")] = None,
+        "-o", "--out", help="FILE.png (grid), DIR/ (numbered PNGs) or - (stdout: the PNG, or a stream of PNGs).")] = None,
+    grid: Annotated[bool, typer.Option("--grid", help=common.GRID_HELP)] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -75,7 +76,7 @@ def sample(
 
     from gencli.io.writers import write_images
 
-    folder = common.is_folder_target(out)  # folders are written batch by batch (constant memory)
+    folder = common.streams(out, n, grid)  # folders and PNG streams: batch by batch (constant memory)
     width = max(6, len(str(n - 1)))
     names = [f"{i:0{width}d}.png" for i in range(n)]
     images, written = [], []
@@ -95,14 +96,14 @@ def sample(
     if not folder:
         import torch
 
-        written = write_images(torch.cat(images), out, force=force, nrow=grid_nrow)
+        written = write_images(torch.cat(images), out, force=force, nrow=grid_nrow, grid=True)
     label = common.checkpoint_label(spec, checkpoint, weights)
     if json_out:
         common.print_json({"outputs": written, "model": model, "checkpoint": label,
                            "source": str(net.metadata.get("source", "")), "n": n, **settings,
                            "seed": seed, "batch_size": bs, "device": str(net.device),
                            "precision": precision, "seconds": round(seconds, 3)})
-    common.info(f"wrote {common.describe_output(written, out)} ({n} images, {model}"
+    common.info(f"wrote {common.describe_output(written, out, n if folder else 0)} ({common.plural(n, 'image')}, {model}"
                 f"{common.describe_settings(settings)}, {seconds:.1f} s)", quiet_)
 
 

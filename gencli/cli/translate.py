@@ -28,6 +28,7 @@ def translate(
         "--batch-size", "-b", help="Images per batch (consecutive images of the same size).")] = 16,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (autocast).")] = "fp32",
+    grid: Annotated[bool, typer.Option("--grid", help=common.GRID_HELP)] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
@@ -58,12 +59,14 @@ def translate(
         for p in found:
             if p == "-":
                 names.append("stdin.png")
+            elif p.startswith("-:"):
+                names.append(f"stdin-{int(p[2:]):06d}.png")
             elif os.path.isdir(arg):
                 names.append(os.path.relpath(p, arg))
             else:
                 names.append(Path(p).name)
-    folder = common.is_folder_target(out)
-    if folder:
+    folder = common.streams(out, len(paths), grid)
+    if folder and out != "-":
         stems = [str(Path(n).with_suffix("")) for n in names]
         dup = next((n for n in stems if stems.count(n) > 1), None)
         if dup is not None:
@@ -95,6 +98,7 @@ def translate(
         if len(shapes) > 1:
             raise UsageError(f"the {len(results)} outputs differ in size and cannot share one grid: "
                              f"pass -o DIR/ or --size N")
-        written = write_images(torch.stack(results), out, force=force)
-    common.info(f"wrote {common.describe_output(written, out)} ({len(paths)} image{'s' if len(paths) != 1 else ''}, {model}, "
+        written = write_images(torch.stack(results), out, force=force, grid=True)
+    common.info(f"wrote {common.describe_output(written, out, len(paths) if folder else 0)} "
+                f"({common.plural(len(paths), 'image')}, {model}, "
                 f"{time.perf_counter() - t0:.1f} s)", quiet_)

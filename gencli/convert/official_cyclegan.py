@@ -375,19 +375,26 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
                               f"run once online, or download {url} yourself and "
                               f"`gencli convert {family} FILE.pth -o {dest}`")
     download = download_path(family, url)
+    placed = download.is_file()  # put there by the user (gencli removes its own downloads)
     pth = hub.download_url(url, download, sha256=ref.sha256, desc=f"{family} {ref.name}")
     try:
         _, tensors, meta = official_to_gencli(
             pth, family, name=ref.name,
             extra_metadata={"source": url, "description": ref.description, "dataset": ref.dataset or ref.name})
     except InputError as e:
+        if placed:
+            raise InputError(f"{pth} (placed in gencli's cache, not downloaded by it) is not a usable {family} "
+                             f"generator ({e}); it was left there: replace it with {url}") from None
         pth.unlink(missing_ok=True)
         raise InputError(f"the file downloaded from {url} is not a usable {family} generator ({e}); "
                          "it was removed from the cache") from None
     save_checkpoint(dest, tensors, meta, force=True)
-    pth.unlink(missing_ok=True)
     pin = "" if ref.sha256 else f" (not pinned yet: sha256 {meta['source_sha256'][0]})"
-    warnings.warn(f"downloaded {url}{pin} and converted it once into {dest}", stacklevel=2)
+    if placed:
+        warnings.warn(f"converted {pth}{pin} once into {dest} (the .pth is left where you put it)", stacklevel=2)
+    else:
+        pth.unlink(missing_ok=True)
+        warnings.warn(f"downloaded {url}{pin} and converted it once into {dest}", stacklevel=2)
     return dest
 
 

@@ -92,7 +92,8 @@ def list_images(inputs: Sequence[str] | str, recursive: bool = True) -> list[str
     for item in inputs:
         item = str(item)
         if item == "-":
-            out.append("-")
+            count = len(stdin_images())
+            out.extend(["-"] if count == 1 else [f"{STDIN_PREFIX}{k}" for k in range(count)])
         elif os.path.isdir(item):
             files = _scan_folder(item, recursive)
             if not files:
@@ -234,15 +235,62 @@ def _read_source(src: str | Path | bytes, name: str | None) -> tuple[io.BytesIO 
     if isinstance(src, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(src)), name or "<bytes>"
     path = str(src)
-    if path == "-":
-        data = sys.stdin.buffer.read()
-        return io.BytesIO(data), name or "<stdin>"
+    if path == "-" or path.startswith(STDIN_PREFIX):
+        parts = stdin_images()
+        k = 0 if path == "-" else int(path[len(STDIN_PREFIX):])
+        if path == "-" and len(parts) > 1:
+            raise InputError(f"stdin holds a stream of {len(parts)} images where one was expected")
+        return io.BytesIO(parts[k]), name or ("<stdin>" if path == "-" else f"<stdin image {k + 1}>")
     label = name or path
     if os.path.isdir(path):
         raise InputError(f"{label}: is a folder, not an image")
     if not os.path.exists(path):
         raise InputError(f"no such file or folder: {label}")
     return path, label
+
+
+#: ``-:K`` names image K of a stream of images on stdin (see :func:`list_images`).
+STDIN_PREFIX = "-:"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_stdin_cache: list[bytes] | None = None
+
+
+def split_png_stream(data: bytes) -> list[bytes]:
+    """The images of ``data``: a stream of PNGs one after another (as ``-o -`` writes them, and
+    ffmpeg's image2pipe) is split at each IEND chunk; anything else is one image."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return [data]
+    parts, pos = [], 0
+    while pos < len(data):
+        if not data.startswith(_PNG_SIGNATURE, pos):
+            raise InputError(f"stdin: {len(data) - pos} bytes after PNG image {len(parts)} are not another PNG")
+        p = pos + len(_PNG_SIGNATURE)
+        while True:
+            if p + 12 > len(data):
+                raise InputError(f"stdin: PNG image {len(parts) + 1} is truncated")
+            length, kind = int.from_bytes(data[p:p + 4], "big"), data[p + 4:p + 8]
+            p += 12 + length
+            if kind == b"IEND":
+                break
+        if p > len(data):
+            raise InputError(f"stdin: PNG image {len(parts) + 1} is truncated")
+        parts.append(data[pos:p])
+        pos = p
+    return parts
+
+
+def stdin_images() -> list[bytes]:
+    """The encoded images on stdin, read once (a single image, or a stream of PNGs)."""
+    global _stdin_cache
+    if _stdin_cache is None:
+        _stdin_cache = split_png_stream(sys.stdin.buffer.read())
+    return _stdin_cache
+
+
+def reset_stdin() -> None:
+    """Forget what was read from stdin (each CLI run starts afresh)."""
+    global _stdin_cache
+    _stdin_cache = None
 
 
 def _decode(src: str | Path | bytes, name: str | None) -> tuple[np.ndarray, str, str]:

@@ -177,6 +177,7 @@ def write_images(
     force: bool = False,
     nrow: int | None = None,
     names: Sequence[str] | None = None,
+    grid: bool = False,
 ) -> list[str]:
     """Write a batch of images (NCHW or CHW, float in [-1, 1]) and return what was written.
 
@@ -185,10 +186,15 @@ def write_images(
       ``.png``, sub-folders created). All targets are checked before anything is written.
     - ``out`` with an image extension (``.png``, ``.jpg``, ``.webp``...): one grid image
       (``nrow`` per row), or the image itself when there is one.
-    - ``out == "-"``: the PNG grid (or single image) on stdout; returns ``["-"]``.
+    - ``out == "-"``: the images on stdout as a stream of PNGs one after another (what
+      ``gencli translate ... -`` and ffmpeg's image2pipe read), or with ``grid`` one PNG grid;
+      returns ``["-"]``.
     """
     x = _as_batch(images)
     _check_finite(x)
+    if out == "-" and not grid and x.shape[0] > 1:
+        _write_stdout(b"".join(encode_image(img, "PNG") for img in x))
+        return ["-"]
     if out == "-" or not _is_folder_target(out):
         grid = x[0] if x.shape[0] == 1 else make_grid(x, nrow)
         if out == "-":

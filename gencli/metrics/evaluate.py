@@ -219,7 +219,7 @@ def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any
         gen = torch.Generator(device=dev).manual_seed(int(seed) + batch_index)
         return net.sample(count, gen, **opts).float()
 
-    label = f"{name} ({n} samples)"
+    label = f"{name} samples"
     if not materialize:
         return runner.samples_source(label, n, sample_fn)
     # `all` runs two feature networks over the same samples: draw them once, keep them as 8-bit

@@ -124,9 +124,8 @@ def resolve_source(spec: str) -> Source:
             ds = resolve_dataset(spec, split="train")
             return Source("dataset", spec, count=len(ds), dataset=ds)
     paths = list_images(spec)
-    if paths == ["-"]:
-        raise UsageError("evaluate reads folders, globs, files, .npz statistics or dataset names, not stdin")
-    return Source("images", spec, count=len(paths), paths=paths)
+    stdin = spec == "-"
+    return Source("images", "stdin" if stdin else spec, count=len(paths), paths=paths, cacheable=not stdin)
 
 
 def samples_source(label: str, n: int, sample_fn: Callable[[int, int], torch.Tensor]) -> Source:

@@ -36,6 +36,7 @@ class NetworkWeights:
     pth_names: tuple[str, ...]  # original files looked for in torch's hub cache
     pth_format: str  # the gencli.formats entry that converts its .pth to safetensors
     hint: str  # a last way out, specific to the network
+    origin: str  # where the original .pth comes from
 
 
 NETWORKS: dict[str, NetworkWeights] = {
@@ -46,6 +47,8 @@ NETWORKS: dict[str, NetworkWeights] = {
         env="GENCLI_FID_INCEPTION",
         pth_names=("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth"),
         pth_format="fid-inception",
+        origin="pytorch-fid's GitHub release asset (github.com/mseitzer/pytorch-fid/releases, FID weights); "
+               "pytorch-fid and torch-fidelity download it into torch's hub cache",
         hint="or, for 28x28 grey images, use the bundled classifier: --features fmnist",
     ),
     "vgg16": NetworkWeights(
@@ -55,6 +58,8 @@ NETWORKS: dict[str, NetworkWeights] = {
         env="GENCLI_VGG16",
         pth_names=("vgg16-397923af.pth",),
         pth_format="vgg16",
+        origin="torchvision's VGG16 weights (download.pytorch.org/models); torchvision and torch-fidelity "
+               "download it into torch's hub cache",
         hint="or, for 28x28 grey images, use the bundled classifier: --features fmnist",
     ),
 }
@@ -122,6 +127,6 @@ def resolve_network_weights(name: str, weights: str | None = None, *, allow_down
         reason = str(e).split(";")[0]
         raise WeightsNotFound(
             f"no {spec.name} weights ({reason}); ways out: (1) `gencli pull {spec.name}` when online, "
-            f"(2) `gencli convert {spec.name} {spec.pth_names[0]} -o {cached}` "
-            f"(or pass --weights PATH to a .pth/.safetensors), (3) {spec.hint}"
+            f"(2) `gencli convert {spec.name} {spec.pth_names[0]} -o {cached}`: {spec.pth_names[0]} is "
+            f"{spec.origin} ({torch_hub_dir()}), or pass --weights PATH to a .pth/.safetensors, (3) {spec.hint}"
         ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from test_cli_support import _isolated, cli, gencli_proc  # noqa: F401
+from cli_support import _isolated, cli, gencli_proc  # noqa: F401
 
 COMMANDS = ("train", "sample", "interpolate", "translate", "evaluate", "models", "pull", "convert")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from hubserver import FakeHub, use_fake_hub
-from test_cli_support import _isolated, cli, png_size, tiny_uncond  # noqa: F401
+from cli_support import _isolated, cli, png_size, tiny_uncond  # noqa: F401
 
 
 def test_models_json_lists_families_and_checkpoints(capsysbinary):
@@ -110,7 +110,7 @@ def test_convert_diffusers_folder(capsysbinary, tmp_path):
 
     from gencli.checkpoints import read_metadata
     from gencli.models.diffusion.ddpm import DiffusionModel
-    from test_cli_support import TINY_OVERRIDES
+    from cli_support import TINY_OVERRIDES
 
     model = DiffusionModel.from_config(DiffusionModel.config_for_data(8, 1, None, TINY_OVERRIDES))
     src = tmp_path / "diffusers-unet"

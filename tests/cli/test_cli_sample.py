@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli_support import (_isolated, cli, grid_size, png_size,  # noqa: F401
+from cli_support import (_isolated, cli, grid_size, png_size,  # noqa: F401
                               tiny_ckpt, tiny_uncond)
 
 FAST = ("--steps", "3")
@@ -41,11 +41,26 @@ def test_sample_to_folder_and_json(capsysbinary, tiny_ckpt, tmp_path):
 
 
 def test_sample_to_stdout_explicit_and_by_default(capsysbinary, tiny_ckpt):
-    r = sample(capsysbinary, tiny_ckpt, "-n", "2", "-o", "-", "--class", "1")
+    r = sample(capsysbinary, tiny_ckpt, "-n", "2", "-o", "-", "--class", "1", "--grid")
     assert r.code == 0, r.err
     assert png_size(r.out) == grid_size(2, 2, 8)
-    r2 = sample(capsysbinary, tiny_ckpt, "-n", "2", "--class", "1")  # stdout is not a terminal here
+    r2 = sample(capsysbinary, tiny_ckpt, "-n", "2", "--class", "1", "--grid")  # stdout is not a terminal here
     assert r2.code == 0 and r2.out == r.out
+
+
+def test_several_images_to_stdout_are_a_stream_of_pngs(capsysbinary, tiny_ckpt, tmp_path):
+    from gencli.io.images import split_png_stream
+
+    r = sample(capsysbinary, tiny_ckpt, "-n", "3", "-b", "2", "-o", "-")
+    assert r.code == 0, r.err
+    parts = split_png_stream(r.out)
+    assert len(parts) == 3 and all(png_size(p) == (8, 8) for p in parts)  # images, not a grid
+    assert "3 PNGs to stdout" in r.err
+    folder = sample(capsysbinary, tiny_ckpt, "-n", "3", "-b", "2", "-o", "each/")
+    assert folder.code == 0
+    assert parts == [(tmp_path / "each" / f"{i:06d}.png").read_bytes() for i in range(3)]
+    one = sample(capsysbinary, tiny_ckpt, "-n", "1", "-o", "-")
+    assert len(split_png_stream(one.out)) == 1 and png_size(one.out) == (8, 8)  # `| display` still works
 
 
 def test_seed_reproducibility(capsysbinary, tiny_uncond):
@@ -91,9 +106,10 @@ def test_init_noise_reproduces_exactly(capsysbinary, tiny_ckpt, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"noise": torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))}, "noise.safetensors")
-    a = sample(capsysbinary, tiny_ckpt, "--init-noise", "noise.safetensors", "--sampler", "ddim", "-o", "-")
+    a = sample(capsysbinary, tiny_ckpt, "--init-noise", "noise.safetensors", "--sampler", "ddim", "-o", "-",
+               "--grid")
     b = sample(capsysbinary, tiny_ckpt, "--init-noise", "noise.safetensors", "--sampler", "ddim", "--seed", "5",
-               "-o", "-")
+               "-o", "-", "--grid")
     assert a.code == b.code == 0, a.err + b.err
     assert a.out == b.out and png_size(a.out) == grid_size(2, 2, 8)  # N comes from the file
 
@@ -133,7 +149,7 @@ def test_sample_usage_errors(capsysbinary, tiny_ckpt, args, code, needle):
 
 
 def test_class_names_and_lists(capsysbinary, tiny_ckpt):
-    r = sample(capsysbinary, tiny_ckpt, "-n", "4", "--class", "circle,0", "-o", "-")
+    r = sample(capsysbinary, tiny_ckpt, "-n", "4", "--class", "circle,0", "-o", "-", "--grid")
     assert r.code == 0 and png_size(r.out) == grid_size(4, 2, 8)
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli_support import TINY_OVERRIDES, _isolated, cli, grid_size, png_size  # noqa: F401
+from cli_support import TINY_OVERRIDES, _isolated, cli, grid_size, png_size  # noqa: F401
 
 CONFIG = json.dumps({**TINY_OVERRIDES, "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "warmup_steps": 0}})
 
@@ -55,7 +55,7 @@ def test_train_resume_and_sample_the_run(capsysbinary, tmp_path):
     assert [p.name for p in previews] == ["step0000004.png"]
 
     # sample from the run folder
-    r = cli(capsysbinary, "sample", "ddpm", "--weights", "runs/tiny", "--steps", "2", "-n", "2", "-o", "-")
+    r = cli(capsysbinary, "sample", "ddpm", "--weights", "runs/tiny", "--steps", "2", "-n", "2", "-o", "-", "--grid")
     assert r.code == 0, r.err
     assert png_size(r.out) == grid_size(2, 2, 8)
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli_support import _isolated, cli, grid_size, png_size  # noqa: F401
+from cli_support import _isolated, cli, grid_size, png_size  # noqa: F401
 
 translation = pytest.importorskip("gencli.models.translation.cyclegan")
 
@@ -78,3 +78,28 @@ def test_train_cyclegan_then_translate(capsysbinary, tmp_path):
     assert png_size(r.out) == (8, 8)
     cli(capsysbinary, "train", "ddpm", "--out", "r2", "--steps", "1", "--data-a", "synthetic:8").assert_error(
         2, "--data-a")
+
+
+def test_a_stream_of_pngs_on_stdin_is_translated_image_by_image(capsysbinary, tiny_cyclegan, tmp_path, monkeypatch):
+    """`gencli sample ... -o - | gencli translate MODEL - -o -`: each image of the stream on its own."""
+    import io
+    import sys
+
+    from gencli.io.images import split_png_stream
+
+    files = [_write_png(tmp_path / "in" / f"{i}.png", (8, 8), value=40 * i + 10) for i in range(3)]
+    stream = b"".join(p.read_bytes() for p in files)
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(stream)})())
+    base = ("translate", "cyclegan", "--weights", tiny_cyclegan)
+    r = cli(capsysbinary, *base, "-", "-o", "-")
+    assert r.code == 0, r.err
+    parts = split_png_stream(r.out)
+    ref = cli(capsysbinary, *base, "in", "-o", "ref/")
+    assert ref.code == 0, ref.err
+    assert parts == [(tmp_path / "ref" / f"{i}.png").read_bytes() for i in range(3)]
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(stream)})())
+    r = cli(capsysbinary, *base, "-", "-o", "named/")
+    assert r.code == 0 and sorted(p.name for p in (tmp_path / "named").iterdir()) == [
+        "stdin-000000.png", "stdin-000001.png", "stdin-000002.png"]
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(stream[:-5])})())
+    cli(capsysbinary, *base, "-", "-o", "-").assert_error(1, "truncated")

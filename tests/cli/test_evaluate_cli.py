@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_cli_support import _isolated, cli, make_tiny_checkpoint  # noqa: F401
+from cli_support import _isolated, cli, make_tiny_checkpoint  # noqa: F401
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -24,7 +24,7 @@ def weights(tmp_path_factory) -> Path:
     from gencli.metrics.testing import random_inception_state, save_pth
 
     d = tmp_path_factory.mktemp("inception")
-    pth = save_pth(random_inception_state(0), d / "pt_inception-2015-12-05-6726825d.pth")
+    pth = save_pth(random_inception_state(0), d / "random-fixture-inception.pth")
     return convert_fid_inception(pth, d / "fid_inception.safetensors")
 
 
@@ -82,10 +82,16 @@ def test_fid_matches_an_independent_computation(capsysbinary, two_folders, weigh
                                                      weights, "--dims", "64").err
 
 
-def test_human_output_is_a_table_on_stderr(capsysbinary, two_folders, weights):
+def test_values_on_stdout_and_a_table_on_stderr(capsysbinary, two_folders, weights):
     r = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", weights, "--dims", "64")
-    assert r.code == 0 and r.out == b""
+    assert r.code == 0, r.err
+    lines = r.out.decode().splitlines()  # `gencli evaluate fid a/ b/ > fid.txt` keeps the number
+    assert len(lines) == 1 and lines[0].startswith("fid: ")
+    js = _json(cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", weights, "--dims", "64", "--json"))
+    assert float(lines[0].split(": ")[1]) == js["fid"]
     assert "FID" in r.err and "input A" in r.err and "input B" in r.err
+    q = cli(capsysbinary, "evaluate", "fid", *two_folders, "--weights", weights, "--dims", "64", "-q")
+    assert q.out == r.out and "input A" not in q.err  # -q: no table (warnings still show)
 
 
 def test_save_stats_and_npz_input(capsysbinary, two_folders, weights, tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_cli_support import _isolated, cli  # noqa: F401
+from cli_support import _isolated, cli  # noqa: F401
 
 from gencli.metrics.testing import import_anchors, random_inception_state, random_vgg16_state, save_pth
 
@@ -36,17 +36,25 @@ def _folder(path, n, seed, size=16, offset=0, grey=False):
     return path
 
 
+#: random weights never carry the real file's name (a leftover could pass for the real one)
+FIXTURE = "random-fixture-inception-7.pth"
+
+
 @pytest.fixture(scope="module")
 def pth(tmp_path_factory):
     d = tmp_path_factory.mktemp("torchhub")
-    return save_pth(random_inception_state(7), d / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth")
+    return save_pth(random_inception_state(7), d / "hub" / "checkpoints" / FIXTURE)
 
 
 @pytest.fixture
 def torch_home(pth, monkeypatch):
-    """pytorch-fid's load_state_dict_from_url finds the file in torch's hub cache: no download."""
+    """pytorch-fid's load_state_dict_from_url finds the file in torch's hub cache: no download
+    (its URL is pointed at the fixture's name)."""
+    import pytorch_fid.inception
+
     monkeypatch.setenv("TORCH_HOME", str(pth.parents[2]))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setattr(pytorch_fid.inception, "FID_WEIGHTS_URL", f"https://example.invalid/{FIXTURE}")
     return pth
 
 

@@ -85,7 +85,7 @@ def test_torchvision_key_names(state):
 
 # --- converter --------------------------------------------------------------------------------
 def test_convert_roundtrip(tmp_path, state, reference, small_input, reference_out):
-    pth = save_pth(state, tmp_path / "pt_inception-2015-12-05-6726825d.pth")
+    pth = save_pth(state, tmp_path / "random-fixture-inception.pth")
     out = convert_fid_inception(pth, tmp_path / "fid_inception.safetensors")
     from gencli.checkpoints import read_metadata
 
@@ -184,8 +184,16 @@ def test_offline_without_weights_lists_the_ways_out(isolated):
     assert "--weights" in msg and "--features fmnist" in msg
 
 
-def test_torch_hub_cache_pth_is_converted_once(isolated, state):
-    save_pth(state, isolated / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth")
+def test_torch_hub_cache_pth_is_converted_once(isolated, state, monkeypatch):
+    import dataclasses
+
+    from gencli.metrics import weights as weights_mod
+
+    # the lookup by name, exercised under a fixture name (random weights never get the real one)
+    spec = weights_mod.NETWORKS["fid-inception"]
+    monkeypatch.setitem(weights_mod.NETWORKS, "fid-inception",
+                        dataclasses.replace(spec, pth_names=("random-fixture-inception.pth",)))
+    save_pth(state, isolated / "torch" / "hub" / "checkpoints" / "random-fixture-inception.pth")
     path = resolve_network_weights("fid-inception")
     assert path.suffix == ".safetensors" and str(isolated / "cache") in str(path)
     mtime = path.stat().st_mtime_ns
