@@ -209,7 +209,7 @@ def official_to_gencli(sources: Sequence[str | os.PathLike[str]] | str | os.Path
     ``family`` is ``cyclegan`` (one file: a one-way G_A; two files: G_A (A->B) then G_B (B->A),
     e.g. ``latest_net_G_A.pth latest_net_G_B.pth``) or ``pix2pix`` (one file).
     """
-    from gencli.hub import sha256_file
+    from gencli.hub.checksums import sha256_file
     from gencli.models.translation.cyclegan import CycleGAN
     from gencli.models.translation.pix2pix import Pix2Pix
 
@@ -357,8 +357,8 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
     downloaded into the cache (sha256-verified when the registry pins one), converted into
     ``cache_dir()/converted/<family>/<name>.safetensors``, and removed; a note says so.
     """
-    from gencli import hub
     from gencli.checkpoints import read_metadata, save_checkpoint
+    from gencli.hub.urls import download_url
     from gencli.paths import download_path
 
     family = FORMATS.get(ref.format, family)
@@ -375,7 +375,7 @@ def resolve_official(family: str, ref: Any, *, allow_download: bool = True) -> P
                               f"run once online, or download {url} yourself and "
                               f"`gencli convert {family} FILE.pth -o {dest}`")
     download = download_path(family, url)
-    pth = hub.download_url(url, download, sha256=ref.sha256, desc=f"{family} {ref.name}")
+    pth = download_url(url, download, sha256=ref.sha256, desc=f"{family} {ref.name}")
     try:
         _, tensors, meta = official_to_gencli(
             pth, family, name=ref.name,

@@ -1,0 +1,69 @@
+"""What the environment says about downloads: offline switches, the huggingface_hub cache and
+endpoint, and whether progress is shown (stderr a terminal; huggingface_hub's own bars)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def offline_var() -> str | None:
+    """Name of the setting that turns downloads off, or None when online."""
+    if os.environ.get("GENCLI_OFFLINE", "").upper() in _TRUE:
+        return "GENCLI_OFFLINE"
+    # huggingface_hub reads HF_HUB_OFFLINE at import time; also honour a change made since then.
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
+        return "HF_HUB_OFFLINE"
+    from huggingface_hub import constants
+
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE"
+    return None
+
+
+def is_offline() -> bool:
+    """True when ``GENCLI_OFFLINE`` or ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set."""
+    return offline_var() is not None
+
+
+def hf_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def hf_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def hf_progress(enabled: bool) -> Iterator[None]:
+    """Silence huggingface_hub's tqdm bars for the block unless ``enabled``."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    if enabled or are_progress_bars_disabled():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enable_progress_bars()
