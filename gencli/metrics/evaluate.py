@@ -223,7 +223,7 @@ def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any
     if not materialize:
         return runner.samples_source(label, n, sample_fn)
     # `all` runs two feature networks over the same samples: draw them once, keep them as 8-bit
-    from gencli.io.datasets import TensorImageDataset
+    from gencli.io.tensor_dataset import TensorImageDataset
 
     chunks = []
     for b in range(math.ceil(n / runner.SAMPLE_BATCH)):
