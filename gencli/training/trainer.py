@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gencli import checkpoints
+from gencli import checkpoints, training_state
 from gencli.errors import GencliError, UsageError
 from gencli.models.base import GenerativeModel
 
@@ -239,14 +239,14 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": self._rng_state(),
         }
-        checkpoints.save_training_state(self.run_dir / STATE_FILE, state)
+        training_state.save_training_state(self.run_dir / STATE_FILE, state)
         config, shipped = self.model.export(sd)  # what the family ships (e.g. no discriminators)
         meta = dict(self.metadata)
         meta.update(family=self.model.family, config=config, step=self.step)
         checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, shipped, meta, force=True)
 
     def load(self) -> None:
-        state = checkpoints.load_training_state(self.run_dir / STATE_FILE, device="cpu")
+        state = training_state.load_training_state(self.run_dir / STATE_FILE, device="cpu")
         if state.get("family") != self.model.family:
             raise UsageError(f"{self.run_dir} holds a {state.get('family')} run, not {self.model.family}")
         self.model.load_state_dict(state["model"])
