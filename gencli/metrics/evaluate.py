@@ -42,7 +42,7 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
     """
     import contextlib
 
-    from gencli.training.trainer import resolve_device
+    from gencli.training.device import resolve_device
 
     dev = resolve_device(device) if isinstance(device, str) else device
     progress = progress or (lambda label, total: contextlib.nullcontext(_NoBar()))

@@ -8,7 +8,8 @@ import torch
 from gencli.checkpoints import load_checkpoint, read_metadata
 from gencli.io.synthetic import synthetic_shapes
 from gencli.models.diffusion.ddpm import DiffusionModel
-from gencli.training.trainer import MODEL_FILE, STATE_FILE, NonFiniteLoss, TrainConfig, Trainer
+from gencli.training.step import NonFiniteLoss
+from gencli.training.trainer import MODEL_FILE, STATE_FILE, TrainConfig, Trainer
 from tiny import tiny_ddpm_config
 
 
