@@ -56,7 +56,7 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def classes(per_class: int, sampler: str, steps: int, batch: int, seed: int, guidance: float) -> dict:
     from gencli import registry
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
     from gencli.metrics.fmnist_classifier import classify
 
     model, _ = registry.load_model("ddpm", weights=str(WEIGHTS) if WEIGHTS.is_file() else None)

@@ -55,7 +55,7 @@ def write_images(folder: Path, n: int, split: str, jpeg: bool, seed: int) -> Pat
             img = Image.fromarray(base).resize((int(w), int(h)), Image.BICUBIC)
             img.save(folder / f"{i:05d}.jpg", quality=90)
         return folder
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
 
     ds = load_fashion_mnist(split)
     idx = rng.permutation(len(ds))[:n]

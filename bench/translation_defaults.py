@@ -114,7 +114,7 @@ def _batched(fn, x: torch.Tensor, bs: int = 500) -> torch.Tensor:
 
 @torch.inference_mode()
 def evaluate_sneaker2boot(model, clf, limit: int | None = None) -> dict[str, Any]:
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
     from gencli.metrics.fmnist_classifier import classify
 
     test = load_fashion_mnist("test")
@@ -139,7 +139,7 @@ def evaluate_sneaker2boot(model, clf, limit: int | None = None) -> dict[str, Any
 
 @torch.inference_mode()
 def evaluate_edges2fashion(model, clf, limit: int | None = None) -> dict[str, Any]:
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
     from gencli.metrics.fmnist_classifier import classify
     from gencli.models.translation.data import edges
 

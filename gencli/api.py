@@ -29,7 +29,7 @@ def load(model: str, weights: str | None = None, device: Any = "cpu", precision:
     """
     from gencli import registry
     from gencli.runtime import PRECISIONS
-    from gencli.training.trainer import resolve_device
+    from gencli.training.device import resolve_device
 
     spec = registry.get_family(model)
     if precision not in PRECISIONS:

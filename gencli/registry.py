@@ -99,6 +99,7 @@ def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str |
         return hub.resolve(where, sha256=ref.sha256, allow_download=allow_download), ref.format
     if kind == "url":
         from gencli import formats
+        from gencli.hub.urls import download_url
         from gencli.paths import download_path
 
         if ref.format != formats.NATIVE:  # e.g. official .pth files: converted once into the cache
@@ -109,7 +110,7 @@ def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str |
         if not allow_download and not dest.exists():
             raise WeightsNotFound(f"{spec.name} {name} is not in the cache ({dest}); "
                                   f"run `gencli pull {spec.name} {name}` when online")
-        return hub.download_url(where, dest, sha256=ref.sha256, desc=f"{spec.name} {name}"), ref.format
+        return download_url(where, dest, sha256=ref.sha256, desc=f"{spec.name} {name}"), ref.format
     raise ValueError(f"bad checkpoint source {ref.source!r}")
 
 

@@ -16,13 +16,12 @@ import torch
 from gencli.checkpoints import (
     Checkpoint,
     load_checkpoint,
-    load_training_state,
     read_metadata,
     require_family,
     save_checkpoint,
-    save_training_state,
 )
 from gencli.errors import GencliError, InputError, UsageError
+from gencli.training_state import load_training_state, save_training_state
 
 METADATA = {
     "family": "ddpm",

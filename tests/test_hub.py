@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gencli import hub as H
+from gencli.hub import resolver
 from gencli.errors import InputError, UsageError, WeightsNotFound
 from hubserver import FakeHub, use_fake_hub
 
@@ -111,7 +112,7 @@ def test_local_paths_and_bundled(env, hub, monkeypatch):
     bundled = tmp / "bundled"
     bundled.mkdir()
     (bundled / "ddpm_fashion.safetensors").write_bytes(b"bundled")
-    monkeypatch.setattr(H, "bundled_weights_dir", lambda: bundled)
+    monkeypatch.setattr(resolver, "bundled_weights_dir", lambda: bundled)
     assert H.resolve("ddpm_fashion.safetensors") == bundled / "ddpm_fashion.safetensors"
 
     for ref in ["missing.safetensors", "./weights/missing.pth", "some/dir/file.bin", "ddpm:fashion-mnist", "word"]:

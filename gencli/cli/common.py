@@ -314,7 +314,7 @@ def describe_output(written: Sequence[str], out: str, streamed: int = 0) -> str:
 # --- device / precision ----------------------------------------------------------------------
 def device_of(spec: str) -> Any:
     from gencli.runtime import tune_allocator
-    from gencli.training.trainer import resolve_device
+    from gencli.training.device import resolve_device
 
     tune_allocator()  # every command that computes passes through here
     return resolve_device(spec or "auto")

@@ -54,8 +54,8 @@ def convert_fid_inception(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False
 ) -> Path:
     """Convert a FID Inception ``.pth`` to ``dst`` (.safetensors, float32); returns ``dst``."""
-    from gencli import hub
     from gencli.checkpoints import save_checkpoint
+    from gencli.hub.checksums import sha256_file
 
     src_path = Path(src).expanduser()
     dst_path = Path(dst).expanduser()
@@ -64,6 +64,6 @@ def convert_fid_inception(
     if dst_path.exists() and not force:
         raise UsageError(f"{dst_path} exists; pass --force to overwrite")
     _, tensors, metadata = read_fid_inception(src_path)
-    digest = hub.sha256_file(src_path)
+    digest = sha256_file(src_path)
     metadata.update(source_sha256=digest, official=digest.startswith(OFFICIAL_SHA256_PREFIX))
     return save_checkpoint(dst_path, tensors, metadata, force=force)

@@ -35,12 +35,12 @@ def read_vgg16(src: str | os.PathLike[str], family: str = FAMILY
 
 def convert_vgg16(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, force: bool = False) -> Path:
     """torchvision ``vgg16-397923af.pth`` -> gencli safetensors (features + fc1 + fc2 only)."""
-    from gencli import hub
     from gencli.checkpoints import save_checkpoint
+    from gencli.hub.checksums import sha256_file
 
     dst = Path(dst).expanduser()
     if dst.suffix.lower() != ".safetensors":
         raise UsageError(f"-o {dst}: the output must be a .safetensors file")
     _, tensors, meta = read_vgg16(src)
-    meta["source_sha256"] = hub.sha256_file(Path(src).expanduser())
+    meta["source_sha256"] = sha256_file(Path(src).expanduser())
     return save_checkpoint(dst, tensors, meta, force=force)

@@ -5,20 +5,9 @@ Images cross module boundaries as float32 tensors in [-1, 1], NCHW (CHW for one 
 conversion to and from uint8 happens only here.
 """
 
-from gencli.io.datasets import (
-    DATASETS,
-    FASHION_MNIST_CLASSES,
-    DatasetInfo,
-    ImageFolderDataset,
-    TensorImageDataset,
-    load_fashion_mnist,
-    load_idx_folder,
-    load_mnist,
-    read_idx,
-    resolve_dataset,
-    synthetic_shapes,
-    write_idx,
-)
+from gencli.io.datasets import resolve_dataset
+from gencli.io.idx import read_idx, write_idx
+from gencli.io.image_folder import ImageFolderDataset
 from gencli.io.images import (
     IMAGE_EXTENSIONS,
     image_size_of,
@@ -29,6 +18,16 @@ from gencli.io.images import (
     resize,
     to_channels,
 )
+from gencli.io.named_datasets import (
+    DATASETS,
+    FASHION_MNIST_CLASSES,
+    DatasetInfo,
+    load_fashion_mnist,
+    load_idx_folder,
+    load_mnist,
+)
+from gencli.io.synthetic import synthetic_shapes
+from gencli.io.tensor_dataset import TensorImageDataset
 from gencli.io.writers import (
     from_uint8,
     make_grid,

@@ -42,7 +42,7 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
     """
     import contextlib
 
-    from gencli.training.trainer import resolve_device
+    from gencli.training.device import resolve_device
 
     dev = resolve_device(device) if isinstance(device, str) else device
     progress = progress or (lambda label, total: contextlib.nullcontext(_NoBar()))
@@ -223,7 +223,7 @@ def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any
     if not materialize:
         return runner.samples_source(label, n, sample_fn)
     # `all` runs two feature networks over the same samples: draw them once, keep them as 8-bit
-    from gencli.io.datasets import TensorImageDataset
+    from gencli.io.tensor_dataset import TensorImageDataset
 
     chunks = []
     for b in range(math.ceil(n / runner.SAMPLE_BATCH)):

@@ -48,7 +48,7 @@ class FeatureExtractor:
 
 
 def _file_digest(path: Path) -> str:
-    from gencli.hub import sha256_file
+    from gencli.hub.checksums import sha256_file
 
     return sha256_file(path)[:16]
 

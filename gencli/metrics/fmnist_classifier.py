@@ -170,7 +170,7 @@ def train(out: str | Path, *, epochs: int = 3, batch_size: int = 128, lr: float 
           log=None) -> dict[str, Any]:
     """Train on the Fashion-MNIST train split, evaluate on test, save fp16 safetensors to ``out``."""
     from gencli.checkpoints import save_checkpoint
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     torch.manual_seed(seed)
@@ -270,7 +270,7 @@ def _main(argv: list[str]) -> int:
                      config=cfg or None, augment=args.augment, time_budget_s=args.time_budget, force=args.force)
         print(meta["test_accuracy"])
     else:
-        from gencli.io.datasets import load_fashion_mnist
+        from gencli.io.named_datasets import load_fashion_mnist
 
         test = load_fashion_mnist("test")
         print(evaluate_accuracy(load_classifier(args.path), test.images, test.labels))

@@ -88,7 +88,7 @@ def _files_digest(paths: list[str]) -> str:
 
 
 def _dataset_alias(spec: str) -> tuple[str, str] | None:
-    from gencli.io.datasets import DATASETS
+    from gencli.io.named_datasets import DATASETS
 
     name, _, split = spec.partition(":")
     key = name.strip().lower()

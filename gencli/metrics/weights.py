@@ -77,7 +77,7 @@ def torch_hub_dir() -> Path:
 def _convert_cached(spec: NetworkWeights, pth: Path) -> Path:
     """Convert a foreign ``.pth`` once into the cache (keyed by sha256); return the safetensors."""
     from gencli import formats
-    from gencli.hub import sha256_file
+    from gencli.hub.checksums import sha256_file
 
     digest = sha256_file(pth)
     out = cache_dir() / "weights" / f"{Path(spec.filename).stem}-{digest[:16]}.safetensors"

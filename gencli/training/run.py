@@ -60,10 +60,10 @@ def clean_run(run: Path) -> None:
 
 
 def saved_step(run: Path) -> Any:
-    from gencli import checkpoints
+    from gencli import checkpoints, training_state
 
     for read in (lambda: checkpoints.read_metadata(run / MODEL_FILE),
-                 lambda: checkpoints.load_training_state(run / STATE_FILE)):
+                 lambda: training_state.load_training_state(run / STATE_FILE)):
         try:
             return read().get("step", "?")
         except GencliError:
@@ -104,7 +104,7 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
     """
     import torch
 
-    from gencli import checkpoints
+    from gencli import training_state
     from gencli.training.trainer import TrainConfig, Trainer
 
     cls = spec.load_class()
@@ -120,7 +120,7 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
         if changed:
             raise UsageError(f"{', '.join(changed)} cannot change a run being resumed; "
                              f"start a new run (another --out, or --force)")
-        state = checkpoints.load_training_state(run / STATE_FILE)
+        state = training_state.load_training_state(run / STATE_FILE)
         if state.get("family") != spec.family:
             raise UsageError(f"{run} holds a {state.get('family')} run, not {spec.family}")
         cfg = dict(state["config"])

@@ -22,7 +22,6 @@ RNG states are saved, so N steps + resume + M steps gives the same weights as N 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import random
@@ -35,18 +34,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from gencli import checkpoints
-from gencli.errors import GencliError, UsageError
+from gencli import checkpoints, training_state
+from gencli.errors import UsageError
 from gencli.models.base import GenerativeModel
+from gencli.training.device import AMP, resolve_device
+from gencli.training.ema import EMA
+from gencli.training.step import NonFiniteLoss, StepContext
 
 STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
-
-
-class NonFiniteLoss(GencliError):
-    """Raised when a loss is NaN or infinite; the run stops without saving."""
 
 
 @dataclass
@@ -74,80 +72,13 @@ class Reporter:
     def close(self) -> None: ...
 
 
-class StepContext:
-    """What a family's ``train_step`` uses: autocast and a guarded backward + optimiser step."""
-
-    def __init__(self, trainer: "Trainer"):
-        self._t = trainer
-        self.index = 0  # the step being taken
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        t = self._t
-        if t.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(t.device.type, dtype=t.amp_dtype)
-
-    def step(self, loss: torch.Tensor, name: str) -> None:
-        """Backward ``loss`` and step optimiser ``name`` (with scaling and clipping); NaN-guarded."""
-        t = self._t
-        if not bool(torch.isfinite(loss.detach())):
-            raise NonFiniteLoss(f"the {name} loss became {float(loss.detach())} at step {self.index}")
-        opt = t.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        if t.scaler is not None:
-            t.scaler.scale(loss).backward()
-            t.scaler.unscale_(opt)
-        else:
-            loss.backward()
-        if t.cfg.grad_clip:
-            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, t.cfg.grad_clip)
-        if t.scaler is not None:
-            t.scaler.step(opt)
-            t.scaler.update()
-        else:
-            opt.step()
-
-
-class EMA:
-    """Exponential moving average of a module's parameters (buffers are copied)."""
-
-    def __init__(self, module: nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, module: nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        src = [p.detach() for p in module.parameters()]
-        dst = list(self.shadow.parameters())
-        torch._foreach_lerp_(dst, src, 1.0 - d)
-        for b_dst, b_src in zip(self.shadow.buffers(), module.buffers()):
-            b_dst.copy_(b_src)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    if spec in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError as exc:
-        raise UsageError(f"--device {spec!r} is not a device; use auto, cpu or cuda[:N]") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {spec}: no CUDA GPU is available here; use --device cpu")
-    return dev
-
-
-_AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 class Trainer:
     def __init__(self, model: GenerativeModel, dataset: Any, run_dir: str | Path, cfg: TrainConfig,
                  device: torch.device | str = "cpu", reporter: Reporter | None = None,
                  metadata: dict[str, Any] | None = None,
                  write_samples: Callable[[torch.Tensor, Path], None] | None = None):
-        if cfg.precision not in _AMP:
-            raise UsageError(f"--precision must be one of {sorted(_AMP)}")
+        if cfg.precision not in AMP:
+            raise UsageError(f"--precision must be one of {sorted(AMP)}")
         self.model = model
         self.dataset = dataset
         self.run_dir = Path(run_dir)
@@ -156,7 +87,7 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.metadata = dict(metadata or {})
         self.write_samples = write_samples
-        self.amp_dtype = _AMP[cfg.precision]
+        self.amp_dtype = AMP[cfg.precision]
         self.scaler = (torch.amp.GradScaler("cuda")
                        if cfg.precision == "fp16" and self.device.type == "cuda" else None)
         self.model.to(self.device)
@@ -239,14 +170,14 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
             "rng": self._rng_state(),
         }
-        checkpoints.save_training_state(self.run_dir / STATE_FILE, state)
+        training_state.save_training_state(self.run_dir / STATE_FILE, state)
         config, shipped = self.model.export(sd)  # what the family ships (e.g. no discriminators)
         meta = dict(self.metadata)
         meta.update(family=self.model.family, config=config, step=self.step)
         checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, shipped, meta, force=True)
 
     def load(self) -> None:
-        state = checkpoints.load_training_state(self.run_dir / STATE_FILE, device="cpu")
+        state = training_state.load_training_state(self.run_dir / STATE_FILE, device="cpu")
         if state.get("family") != self.model.family:
             raise UsageError(f"{self.run_dir} holds a {state.get('family')} run, not {self.model.family}")
         self.model.load_state_dict(state["model"])

@@ -265,7 +265,7 @@ needs_fmnist = pytest.mark.skipif(not (FMNIST_DIR.is_dir() and _bundled_classifi
 
 @pytest.fixture(scope="module")
 def fmnist_folders(tmp_path_factory):
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
 
     test = load_fashion_mnist("test")
     root = tmp_path_factory.mktemp("fmnist")

@@ -17,19 +17,13 @@ import torch
 from PIL import Image
 
 from gencli.errors import GencliError, InputError, UsageError
-from gencli.io import datasets as D
-from gencli.io.datasets import (
-    DATASETS,
-    FASHION_MNIST_CLASSES,
-    ImageFolderDataset,
-    TensorImageDataset,
-    load_fashion_mnist,
-    load_mnist,
-    read_idx,
-    resolve_dataset,
-    synthetic_shapes,
-    write_idx,
-)
+from gencli.io import named_datasets as D
+from gencli.io.datasets import resolve_dataset
+from gencli.io.idx import read_idx, write_idx
+from gencli.io.image_folder import ImageFolderDataset
+from gencli.io.named_datasets import DATASETS, FASHION_MNIST_CLASSES, load_fashion_mnist, load_mnist
+from gencli.io.synthetic import synthetic_shapes
+from gencli.io.tensor_dataset import TensorImageDataset
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 

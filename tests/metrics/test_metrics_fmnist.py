@@ -56,7 +56,7 @@ def test_classify_and_features_api():
 @needs_bundled
 @pytest.mark.skipif(not FMNIST.is_dir(), reason="Fashion-MNIST absent")
 def test_accuracy_on_test_subset():
-    from gencli.io.datasets import load_fashion_mnist
+    from gencli.io.named_datasets import load_fashion_mnist
 
     test = load_fashion_mnist("test")
     acc = evaluate_accuracy(load_classifier(), test.images[:2000], test.labels[:2000])
@@ -89,8 +89,8 @@ def test_unknown_extractor_and_dims():
 
 def test_train_smoke(tmp_path, monkeypatch):
     """Two steps of the training loop on a tiny fake dataset; the file loads back."""
-    import gencli.io.datasets as datasets
-    from gencli.io.datasets import TensorImageDataset
+    import gencli.io.named_datasets as datasets
+    from gencli.io.tensor_dataset import TensorImageDataset
 
     imgs = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     fake = TensorImageDataset(imgs, torch.arange(64) % 10)

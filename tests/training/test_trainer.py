@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from gencli.checkpoints import load_checkpoint, read_metadata
-from gencli.io.datasets import synthetic_shapes
+from gencli.io.synthetic import synthetic_shapes
 from gencli.models.diffusion.ddpm import DiffusionModel
-from gencli.training.trainer import MODEL_FILE, STATE_FILE, NonFiniteLoss, TrainConfig, Trainer
+from gencli.training.step import NonFiniteLoss
+from gencli.training.trainer import MODEL_FILE, STATE_FILE, TrainConfig, Trainer
 from tiny import tiny_ddpm_config
 
 

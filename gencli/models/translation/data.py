@@ -117,7 +117,7 @@ def _filter_class(ds: Any, cls: str, spec: str) -> Any:
         raise InputError(f"{spec}: no images of class {names[idx]!r}")
     label = names[idx]
     if hasattr(ds, "images"):  # TensorImageDataset: stay in memory, keep fast batch()
-        from gencli.io.datasets import TensorImageDataset
+        from gencli.io.tensor_dataset import TensorImageDataset
 
         sub = TensorImageDataset(ds.images[keep], ds.labels[keep], names, f"{ds.name}:{label}")
         return sub
@@ -342,7 +342,7 @@ def _paired(data: str | None, data_a: str | None, data_b: str | None, *, split: 
                 da, db = da / split, db / split
             ds = _matched_folders(da, db, ch_a, ch_b, size, data)
         else:
-            from gencli.io.datasets import ImageFolderDataset
+            from gencli.io.image_folder import ImageFolderDataset
 
             hw = None if size is None else ((size, 2 * size) if isinstance(size, int) else (size[0], 2 * size[1]))
             if ch_a is not None and ch_b is not None and ch_a != ch_b:

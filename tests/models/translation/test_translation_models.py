@@ -12,7 +12,8 @@ from PIL import Image
 
 from gencli.checkpoints import load_checkpoint
 from gencli.errors import InputError, UsageError
-from gencli.io.datasets import TensorImageDataset, synthetic_shapes
+from gencli.io.synthetic import synthetic_shapes
+from gencli.io.tensor_dataset import TensorImageDataset
 from gencli.models.translation.common import linear_decay
 from gencli.models.translation.cyclegan import CycleGAN
 from gencli.models.translation.data import (PairedDataset, UnpairedDataset, domain_dataset, edges,

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from gencli import registry
 from gencli.checkpoints import load_checkpoint
-from gencli.convert.official_cyclegan import (convert_cyclegan, convert_file, convert_pix2pix,
-                                              infer_generator_config, load_pth, official_to_gencli)
+from gencli.convert.official_cyclegan import (convert_cyclegan, convert_file, convert_pix2pix, load_pth,
+                                              official_to_gencli)
+from gencli.convert.official_generators import infer_generator_config
 from gencli.errors import InputError, UsageError
 from gencli.models.translation.cyclegan import CycleGAN
 from gencli.models.gan.discriminators import build_discriminator
