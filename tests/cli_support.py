@@ -65,7 +65,7 @@ def cli(capsysbinary: pytest.CaptureFixture, *args: str) -> Result:
 def gencli_proc(*args: str, env: dict[str, str] | None = None, code: str | None = None,
                 timeout: float = 120) -> Result:
     cmd = [sys.executable, "-c", code] if code is not None else [sys.executable, "-m", "gencli", *map(str, args)]
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", GENCLI_OFFLINE="1", **(env or {}))
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GENCLI_OFFLINE": "1", **(env or {})}
     full_env.pop("GENCLI_DEBUG", None)
     proc = subprocess.run(cmd, capture_output=True, env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
     return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))

@@ -44,6 +44,9 @@ def _root(
         "--debug", help="Show tracebacks for errors (or set GENCLI_DEBUG=1).")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bars or summaries on stderr (errors and warnings still show).")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", metavar="N", help="CPU threads for computing (or GENCLI_THREADS) [default: the CPUs not "
+        "already busy, from the load average].")] = None,
 ) -> None:
     """Train, sample, interpolate, translate and evaluate generative image models.
 
@@ -52,6 +55,7 @@ def _root(
     """
     common.STATE.debug = common.STATE.debug or debug
     common.STATE.quiet = common.STATE.quiet or quiet
+    common.STATE.threads = threads
 
 
 #: commands whose rest of the line carries a family's own options (cli/families.py)

@@ -32,6 +32,7 @@ class Interrupted(GencliError):
 class State:
     debug: bool = False
     quiet: bool = False
+    threads: int | None = None
 
 
 STATE = State()
@@ -40,6 +41,7 @@ STATE = State()
 def reset_state() -> None:
     STATE.debug = env_flag("GENCLI_DEBUG")
     STATE.quiet = env_flag("GENCLI_QUIET")
+    STATE.threads = None
     images = sys.modules.get("gencli.io.images")  # only if loaded: `gencli --help` stays torch-free
     if images is not None:
         images.reset_stdin()
@@ -313,10 +315,13 @@ def describe_output(written: Sequence[str], out: str, streamed: int = 0) -> str:
 
 # --- device / precision ----------------------------------------------------------------------
 def device_of(spec: str) -> Any:
-    from gencli.runtime import tune_allocator
+    """The device of ``--device``; every command that computes passes through here, so this is
+    also where the allocator is tuned and the thread count set (--threads / GENCLI_THREADS)."""
+    from gencli.runtime import set_threads, tune_allocator
     from gencli.training.device import resolve_device
 
-    tune_allocator()  # every command that computes passes through here
+    tune_allocator()
+    set_threads(STATE.threads)
     return resolve_device(spec or "auto")
 
 

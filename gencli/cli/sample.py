@@ -13,6 +13,9 @@ from gencli.errors import InputError, UsageError
 
 from gencli.models.spec import MAX_BATCH
 
+#: the most values (pixels x channels) one grid image may hold (PIL's decompression-bomb limit)
+MAX_GRID_VALUES = 89_478_485
+
 
 def sample(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model that can sample (see `gencli models`).")],
@@ -73,10 +76,14 @@ def sample(
     labels, grid_nrow = _class_labels(net, classes, n, nrow)
     bs = min(batch_size or min(n, MAX_BATCH), n)
     settings = net.sampling_settings(**opts)
+    folder = common.streams(out, n, grid)  # folders and PNG streams: batch by batch (constant memory)
+    side = net.image_size + 2
+    if not folder and n * side * side * net.channels > MAX_GRID_VALUES:
+        raise UsageError(f"a grid of {n} images of {net.image_size}x{net.image_size} is too large for one image: "
+                         f"write a folder (-o DIR/) or a stream of PNGs (-o -)")
 
     from gencli.io.writers import write_images
 
-    folder = common.streams(out, n, grid)  # folders and PNG streams: batch by batch (constant memory)
     width = max(6, len(str(n - 1)))
     names = [f"{i:0{width}d}.png" for i in range(n)]
     images, written = [], []

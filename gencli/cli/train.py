@@ -76,69 +76,74 @@ def train(
     if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise UsageError(f"--lr must be > 0, got {lr}")
 
+    overrides = common.parse_config(config)
     from gencli.training import run as runs
 
     shown = out.rstrip("/") or out
     run = Path(out).expanduser()
-    runs.check_run_folder(run, shown, resume=resume, force=force)
-    dev = common.device_of(device)
-    if force:
-        runs.clean_run(run)
-    from gencli.io.writers import write_images
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"--out {shown} is a file; give a folder for the run")
+    with runs.locked(run, shown):  # one writer per run folder (released on exit, crash or kill)
+        runs.check_run_folder(run, shown, resume=resume, force=force)
+        dev = common.device_of(device)
+        if force:
+            runs.clean_run(run)
+        from gencli.io.writers import write_images
 
-    chatty = common.show_progress(quiet_)  # start lines and the bar: only on a terminal
-    state: dict[str, Any] = {}
+        chatty = common.show_progress(quiet_)  # start lines and the bar: only on a terminal
+        state: dict[str, Any] = {}
 
-    def write_samples(images: Any, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_images(images, str(path), force=True, nrow=state.get("nrow"))
+        def write_samples(images: Any, path: Path) -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_images(images, str(path), force=True, nrow=state.get("nrow"))
 
-    given = {"batch_size": batch_size, "seed": seed, "precision": precision, "grad_clip": grad_clip,
-             "ema_decay": ema_decay, "log_every": log_every, "save_every": save_every,
-             "sample_every": sample_every, "sample_n": sample_n}
-    prepared = runs.prepare(spec, run, steps=steps, data=data, options=options, split=split, image_size=image_size,
-                            channels=channels, unconditional=unconditional, config=common.parse_config(config),
-                            lr=lr, train=given, resume=resume, device=dev, reporter=_reporter(chatty, model),
-                            write_samples=write_samples, warn=common.note)
-    trainer, net, meta = prepared.trainer, prepared.model, prepared.metadata
-    state["nrow"] = net.num_classes or None
-    common.warn_if_emulated(dev, trainer.cfg.precision)
-    if chatty and resume:
-        common.info(f"resuming {shown} at step {trainer.step} of {steps}")
-    elif chatty:
-        classes = f", {net.num_classes} classes" if net.num_classes else ""
-        common.info(f"training {model} on {meta['dataset']} ({len(prepared.dataset)} images, {meta['image_size']}px, "
-                    f"{meta['channels']} channel(s){classes}) for {steps} steps on {dev} -> {shown}")
-    try:
-        final = trainer.fit()
-    except KeyboardInterrupt:
-        import signal
+        given = {"batch_size": batch_size, "seed": seed, "precision": precision, "grad_clip": grad_clip,
+                 "ema_decay": ema_decay, "log_every": log_every, "save_every": save_every,
+                 "sample_every": sample_every, "sample_n": sample_n}
+        prepared = runs.prepare(spec, run, steps=steps, data=data, options=options, split=split, image_size=image_size,
+                                channels=channels, unconditional=unconditional, config=overrides,
+                                lr=lr, train=given, resume=resume, device=dev, reporter=_reporter(chatty, model),
+                                write_samples=write_samples, warn=common.note)
+        trainer, net, meta = prepared.trainer, prepared.model, prepared.metadata
+        state["nrow"] = net.num_classes or None
+        common.warn_if_emulated(dev, trainer.cfg.precision)
+        if chatty and resume:
+            common.info(f"resuming {shown} at step {trainer.step} of {steps}")
+        elif chatty:
+            classes = f", {net.num_classes} classes" if net.num_classes else ""
+            common.info(f"training {model} on {meta['dataset']} ({len(prepared.dataset)} images, {meta['image_size']}px, "
+                        f"{meta['channels']} channel(s){classes}) for {steps} steps on {dev} -> {shown}")
+        try:
+            final = trainer.fit()
+        except KeyboardInterrupt:
+            import signal
 
-        term = getattr(trainer, "stop_signal", None) == getattr(signal, "SIGTERM", None)
-        what = "stopped by SIGTERM" if term else "interrupted"
-        cmd = ["gencli", "train", model, "--out", shown, "--steps", str(steps), "--resume"]
-        err = common.Interrupted(f"{what} at step {trainer.step}; continue with: {shlex.join(cmd)}")
-        err.exit_code = 143 if term else 130
-        raise err from None
-    quoted = shlex.quote(shown)
-    if "sample" in spec.capabilities:
-        use = f"sample it with: gencli sample {model} --weights {quoted} -o samples.png"
-    elif "translate" in spec.capabilities:
-        use = f"translate with: gencli translate {model} --weights {quoted} INPUT... -o out/"
-    else:
-        use = f"use it with --weights {quoted}"
-    common.info(f"wrote {shown}/{runs.MODEL_FILE} (step {final}); {use}", quiet_)
+            term = getattr(trainer, "stop_signal", None) == getattr(signal, "SIGTERM", None)
+            what = "stopped by SIGTERM" if term else "interrupted"
+            cmd = ["gencli", "train", model, "--out", shown, "--steps", str(steps), "--resume"]
+            err = common.Interrupted(f"{what} at step {trainer.step}; continue with: {shlex.join(cmd)}")
+            err.exit_code = 143 if term else 130
+            raise err from None
+        quoted = shlex.quote(shown)
+        if "sample" in spec.capabilities:
+            use = f"sample it with: gencli sample {model} --weights {quoted} -o samples.png"
+        elif "translate" in spec.capabilities:
+            use = f"translate with: gencli translate {model} --weights {quoted} INPUT... -o out/"
+        else:
+            use = f"use it with --weights {quoted}"
+        common.info(f"wrote {shown}/{runs.MODEL_FILE} (step {final}); {use}", quiet_)
 
 
 def _reporter(enabled: bool, model: str):
     from gencli.training.trainer import Reporter
 
     class RichReporter(Reporter):
-        """Step/total, loss and it/s on a rich progress bar (stderr)."""
+        """Step/total, a smoothed loss and it/s on a rich progress bar (stderr), every step."""
 
         def __init__(self) -> None:
             self._stack: contextlib.ExitStack | None = None
             self._bar: Any = None
+            self._loss: float | None = None
 
         def start(self, step: int, total: int) -> None:
             self._stack = contextlib.ExitStack()
@@ -146,10 +151,12 @@ def _reporter(enabled: bool, model: str):
                 f"train {model}", total, enabled=True, extra="loss {task.fields[loss]:.4f}"))
             self._bar.set_completed(step)
 
-        def update(self, step: int, metrics: dict[str, float], its: float) -> None:
+        def step(self, step: int, metrics: dict[str, float]) -> None:
+            loss = metrics.get("loss", sum(metrics.values()) if metrics else float("nan"))
+            # exponential moving average over ~20 steps; the first loss as soon as it exists
+            self._loss = loss if self._loss is None else 0.95 * self._loss + 0.05 * loss
             if self._bar is not None:
-                loss = metrics.get("loss", next(iter(metrics.values()), float("nan")))
-                self._bar.update(completed=step, loss=float(loss))
+                self._bar.update(completed=step, loss=self._loss)
 
         def message(self, text: str) -> None:
             common.info(text)
@@ -160,4 +167,3 @@ def _reporter(enabled: bool, model: str):
                 self._stack = self._bar = None
 
     return RichReporter() if enabled else Reporter()
-

@@ -61,10 +61,18 @@ def _is_hidden(name: str) -> bool:
 
 
 def _scan_folder(folder: str, recursive: bool) -> list[str]:
-    """Image files under ``folder``, hidden files/folders skipped, sorted by path components."""
+    """Image files under ``folder``, hidden files/folders skipped, sorted by path components.
+    Linked folders are followed once: a link back up the tree (a loop) is not entered again."""
     found: list[tuple[tuple[str, ...], str]] = []
+    seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d)) if recursive else []
+        keep = []
+        for d in sorted(d for d in dirnames if not _is_hidden(d)) if recursive else []:
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         for fname in filenames:
             if _is_hidden(fname) or not is_image_path(fname):
                 continue

@@ -275,6 +275,10 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"no such statistics file: {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":  # np.load would try to unpickle anything that is not a zip
+            raise InputError(f"{path} is not a readable .npz file (not a zip archive); expected the mu/sigma "
+                             "arrays written by `gencli evaluate --save-stats` or pytorch-fid")
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)

@@ -12,9 +12,10 @@ give bit-identical weights (and N steps = N/2 steps + resume to N).
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from gencli.errors import GencliError, UsageError
 from gencli.training.trainer import LOG_FILE, MODEL_FILE, SAMPLES_DIR, STATE_FILE
@@ -69,6 +70,43 @@ def saved_step(run: Path) -> Any:
         except GencliError:
             pass
     return "?"
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def locked(run: Path, shown: str) -> Iterator[None]:
+    """Hold an advisory lock on the run folder (``RUN/.lock``, flock) for the whole command: a
+    second `gencli train` on the same folder refuses, naming the process that holds it. The
+    kernel releases the lock when the holder exits, crashes or is killed, so it never goes stale."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    created = not run.exists()
+    path = run / LOCK_FILE
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise GencliError(f"cannot write in {shown} ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            raise GencliError(f"{shown} is in use by another gencli train (process {holder}); wait for it to "
+                              f"finish or stop it, then run this again") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        if created and [p.name for p in run.iterdir()] == [LOCK_FILE]:  # a run that wrote nothing
+            path.unlink()
+            run.rmdir()
+        os.close(fd)
 
 
 def check_run_folder(run: Path, shown: str, *, resume: bool, force: bool) -> None:

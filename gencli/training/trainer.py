@@ -67,7 +67,10 @@ class Reporter:
     """Receives progress events; the CLI renders them with Rich. The default stays silent."""
 
     def start(self, step: int, total: int) -> None: ...
-    def update(self, step: int, metrics: dict[str, float], its: float) -> None: ...
+    def step(self, step: int, metrics: dict[str, float]) -> None:
+        """After every step, with that step's values (progress bars)."""
+    def update(self, step: int, metrics: dict[str, float], its: float) -> None:
+        """Every ``log_every`` steps, with the averages logged to log.jsonl."""
     def message(self, text: str) -> None: ...
     def close(self) -> None: ...
 
@@ -295,9 +298,11 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.model.ema_module(), self.step)
                 self.step += 1
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
+                values = {k: float(v) for k, v in metrics.items()}
+                for k, v in values.items():
+                    sums[k] = sums.get(k, 0.0) + v
                 count += 1
+                self.reporter.step(self.step, values)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     its = (self.step - s0) / max(time.perf_counter() - t0, 1e-9)
                     avg = {k: v / count for k, v in sums.items()}

@@ -112,13 +112,23 @@ def test_grid_file_and_single_image(tmp_path):
 
 
 def test_stdout_png(monkeypatch):
+    from gencli.io.images import split_png_stream
+
     fake = _FakeStdout()
     monkeypatch.setattr(sys, "stdout", fake)
-    assert write_images(_batch(4), "-") == ["-"]
+    assert write_images(_batch(4), "-", grid=True) == ["-"]
     data = fake.buffer.getvalue()
     assert data.startswith(b"\x89PNG")
     with Image.open(io.BytesIO(data)) as im:
         assert im.size == (22, 22)
+    fake = _FakeStdout()
+    monkeypatch.setattr(sys, "stdout", fake)
+    assert write_images(_batch(4), "-") == ["-"]  # several images: a stream of PNGs
+    parts = split_png_stream(fake.buffer.getvalue())
+    assert len(parts) == 4
+    for part in parts:
+        with Image.open(io.BytesIO(part)) as im:
+            assert im.size == (8, 8)
 
 
 def test_gif_animation(tmp_path, monkeypatch):
