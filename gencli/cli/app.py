@@ -162,6 +162,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run gencli with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     common.reset_state()
+    common.STATE.argv = tuple(args)
     if "--debug" in args[: args.index("--") if "--" in args else len(args)]:
         common.STATE.debug = True
     command = typer.main.get_command(app)

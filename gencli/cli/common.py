@@ -33,6 +33,7 @@ class State:
     debug: bool = False
     quiet: bool = False
     threads: int | None = None
+    argv: tuple[str, ...] = ()  # the command line being run (re-run by `train --nproc`)
 
 
 STATE = State()

@@ -54,6 +54,9 @@ def train(
     split: Annotated[str, typer.Option("--split", help="Dataset split.")] = "train",
     image_size: Annotated[Optional[int], typer.Option("--image-size", help="Resize the data to N x N.")] = None,
     channels: Annotated[Optional[int], typer.Option("--channels", help="Convert the data to 1 or 3 channels.")] = None,
+    nproc: Annotated[Optional[int], typer.Option(
+        "--nproc", help="Train on N processes of this machine (torchrun's launcher; DDP-style gradient "
+        "averaging, gloo on CPU, nccl on CUDA). --batch-size stays the global batch.")] = None,
     quiet_: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Train a model; Ctrl-C saves, and --resume continues exactly where the run stopped."""
@@ -77,16 +80,25 @@ def train(
         raise UsageError(f"--lr must be > 0, got {lr}")
 
     overrides = common.parse_config(config)
+    from gencli.training import distributed
     from gencli.training import run as runs
+
+    rank, world, _ = distributed.env_world()
+    if nproc is not None and nproc > 1 and world == 1:  # start the ranks, each runs this command
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(common.STATE.argv, "--nproc")))
+    common.check_positive(nproc, "--nproc")
+    if rank > 0:
+        quiet_ = True  # rank 0 speaks for the run
 
     shown = out.rstrip("/") or out
     run = Path(out).expanduser()
     if run.exists() and not run.is_dir():
         raise UsageError(f"--out {shown} is a file; give a folder for the run")
-    with runs.locked(run, shown):  # one writer per run folder (released on exit, crash or kill)
+    lock = runs.locked(run, shown) if rank == 0 else contextlib.nullcontext()
+    with lock:  # one writer per run folder (released on exit, crash or kill)
         runs.check_run_folder(run, shown, resume=resume, force=force)
-        dev = common.device_of(device)
-        if force:
+        dev = distributed.device_for(common.device_of(device))
+        if force and rank == 0:
             runs.clean_run(run)
         from gencli.io.writers import write_images
 

@@ -38,6 +38,7 @@ from gencli import checkpoints, training_state
 from gencli.errors import UsageError
 from gencli.models.base import GenerativeModel
 from gencli.training.device import AMP, resolve_device
+from gencli.training.distributed import Group
 from gencli.training.ema import EMA
 from gencli.training.step import NonFiniteLoss, StepContext
 
@@ -102,6 +103,10 @@ class Trainer:
         self.ema = EMA(ema_mod, cfg.ema_decay) if ema_mod is not None else None
         self._ema_prefix = self._prefix_of(ema_mod) if ema_mod is not None else None
         self.step = 0
+        self.group = Group(self.device)  # torchrun's ranks (one process: rank 0 of 1)
+        if cfg.batch_size % self.group.world:
+            raise UsageError(f"--batch-size {cfg.batch_size} (the global batch) does not split evenly over "
+                             f"{self.group.world} ranks")
         n = len(dataset)
         self.steps_per_epoch = n // cfg.batch_size if n >= cfg.batch_size else 1
         if n == 0:
@@ -124,7 +129,7 @@ class Trainer:
         return perm[k * bs:(k + 1) * bs]
 
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self._batch_indices(step)
+        idx = self.group.shard(self._batch_indices(step))  # this rank's share of the global batch
         if hasattr(self.dataset, "batch"):
             x, y = self.dataset.batch(idx)
         else:
@@ -156,10 +161,13 @@ class Trainer:
             torch.cuda.set_rng_state_all(st["cuda"])
 
     def save(self) -> None:
+        """Write state.safetensors and model.safetensors (rank 0 only; the ranks hold the same weights)."""
         sd = self.inference_state_dict()
         for name, v in sd.items():
             if v.is_floating_point() and not bool(torch.isfinite(v).all()):
                 raise NonFiniteLoss(f"weights became non-finite ({name}) at step {self.step}")
+        if not self.group.main:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "step": self.step,
@@ -230,8 +238,15 @@ class Trainer:
         except NotImplementedError:
             return None
 
+    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        if not self.group.active or not values:
+            return values
+        t = torch.tensor(list(values.values()), dtype=torch.float64)
+        self.group.average_([t])
+        return dict(zip(values, t.tolist()))
+
     def _write_preview(self) -> None:
-        if self.write_samples is None:
+        if self.write_samples is None or not self.group.main:
             return
         images = self.preview()
         if images is not None:
@@ -272,11 +287,14 @@ class Trainer:
         cfg = self.cfg
         ctx = StepContext(self)
         log_f = None
-        self.reporter.start(self.step, cfg.steps)
-        if self.step == 0:
-            torch.manual_seed(cfg.seed)
-            random.seed(cfg.seed)
-            np.random.seed(cfg.seed % 2**32)
+        main = self.group.main
+        reporter = self.reporter if main else Reporter()  # progress and messages: rank 0
+        reporter.start(self.step, cfg.steps)
+        if self.step == 0:  # ranks > 0 draw their own streams (ctx.randn & co. are rank-independent)
+            seed = cfg.seed + 1_000_003 * self.group.rank
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
         last_saved = self.step
         self.stop_signal = None
         self._hard_stop = False
@@ -285,15 +303,17 @@ class Trainer:
         count = 0
         restore = self._catch_signals()
         try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            log_f = open(self.run_dir / LOG_FILE, "a", encoding="utf-8")
+            if main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                log_f = open(self.run_dir / LOG_FILE, "a", encoding="utf-8")
             self.model.train()
             while self.step < cfg.steps:
-                if self.stop_signal is not None:
+                if self.group.any(self.stop_signal is not None):  # a signal on any rank stops all
+                    self.stop_signal = self.stop_signal or "peer"
                     raise KeyboardInterrupt  # saved below, between two whole steps
                 batch = self._batch(self.step)
                 self._set_lr()
-                ctx.index = self.step
+                ctx.begin(self.step)
                 metrics = self.model.train_step(batch, self.step, ctx)
                 if self.ema is not None:
                     self.ema.update(self.model.ema_module(), self.step)
@@ -302,16 +322,17 @@ class Trainer:
                 for k, v in values.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
-                self.reporter.step(self.step, values)
+                reporter.step(self.step, values)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     its = (self.step - s0) / max(time.perf_counter() - t0, 1e-9)
-                    avg = {k: v / count for k, v in sums.items()}
+                    avg = self._mean_over_ranks({k: v / count for k, v in sums.items()})
                     lr = next(iter(self.optimizers.values())).param_groups[0]["lr"]
                     rec = {"step": self.step, **avg, "lr": lr, "it_s": round(its, 3),
                            "time": round(time.time(), 3)}
-                    log_f.write(json.dumps(rec) + "\n")
-                    log_f.flush()
-                    self.reporter.update(self.step, avg, its)
+                    if log_f is not None:
+                        log_f.write(json.dumps(rec) + "\n")
+                        log_f.flush()
+                    reporter.update(self.step, avg, its)
                     sums, count = {}, 0
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
                     self._write_preview()
@@ -321,6 +342,7 @@ class Trainer:
                     last_saved = self.step
             self.save()
             self._write_preview()
+            self.group.barrier()
             return self.step
         except NonFiniteLoss as exc:
             where = (f"the last good checkpoint (step {last_saved}) in {self.run_dir} is intact"
@@ -335,4 +357,4 @@ class Trainer:
             restore()
             if log_f is not None:
                 log_f.close()
-            self.reporter.close()
+            reporter.close()

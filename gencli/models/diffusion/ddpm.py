@@ -99,14 +99,15 @@ class DiffusionModel(GenerativeModel):
     def train_step(self, batch, step, ctx):
         x, y = batch
         b = x.shape[0]
-        t = torch.randint(0, self.schedule.num_train_timesteps, (b,), device=x.device)
-        noise = torch.randn_like(x)
+        # the step's randomness from ctx: the same on 1 or N ranks, and exact on resume
+        t = ctx.randint(0, self.schedule.num_train_timesteps, (b,))
+        noise = ctx.randn_like(x)
         x_t = self.schedule.add_noise(x, noise, t)
         labels = None
         if self.num_classes:
             labels = y.clone()
             labels[labels < 0] = self.null_class
-            drop = torch.rand(b, device=x.device) < self.config.get("cond_drop_prob", 0.1)
+            drop = ctx.rand(b) < self.config.get("cond_drop_prob", 0.1)
             labels[drop] = self.null_class
         with ctx.autocast():
             out = self.unet(x_t, t, labels)
