@@ -67,7 +67,7 @@ def interpolate(
             raise UsageError("--class takes one class for an interpolation")
         label = wanted[0]
 
-    generators = [common.generator(net.device, s) for s in seed_list]
+    generators = [net.seed_generator(s) for s in seed_list]
     t0 = time.perf_counter()
     with common.progress_bar(f"interpolate {model}", enabled=common.show_progress(quiet_)) as bar:
         def progress(done: int, total: int) -> None:

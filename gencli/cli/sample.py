@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import List, Optional
 
@@ -47,8 +48,9 @@ def sample(
 ) -> None:
     """Sample images from a model.
 
-    Batch b uses torch.Generator(device).manual_seed(seed + b): the same --seed, --batch-size and
-    device reproduce the same images.
+    The same --seed and device reproduce the same images: for models with per-image noise (the
+    diffusion models) image i depends on (seed, i) alone, whatever --batch-size or the number of
+    torchrun ranks; for the others batch b draws from seed + b.
     """
     from gencli import registry
 
@@ -71,6 +73,15 @@ def sample(
         n = int(noise.shape[0])
     n = 16 if n is None else n
     common.precheck_output(out, n, force=force)
+    from gencli.training import distributed
+
+    rank, world, _ = distributed.env_world()  # under torchrun each rank writes its share of the images
+    if world > 1:
+        if not common.is_folder_target(out):
+            raise UsageError("under torchrun each rank writes its share of the images: pass -o DIR/")
+        device = str(distributed.device_for(common.device_of(device)))
+        quiet_ = quiet_ or rank > 0
+    share = distributed.share(n, rank, world)
 
     net = common.load_model(model, checkpoint, weights, device, precision)
     labels, grid_nrow = _class_labels(net, classes, n, nrow)
@@ -94,11 +105,14 @@ def sample(
             bar.set_completed(done)
 
         for lo, hi, x in net.iter_generate(n, seed, batch_size=bs, class_labels=labels, init_noise=noise,
-                                           progress=progress, **opts):
+                                           progress=progress, indices=share, **opts):
             if folder:
                 written += write_images(x.cpu(), out, force=force, names=names[lo:hi])
             else:
                 images.append(x.cpu())
+    if world > 1:
+        distributed.Group(net.device).barrier()  # every rank's files are written
+        written = [os.path.join(out, name) for name in names]
     seconds = time.perf_counter() - t0
     if not folder:
         import torch

@@ -36,6 +36,10 @@ class GenerativeModel(nn.Module):
     family: ClassVar[str] = "base"
     #: TrainConfig fields this family trains with unless the user overrides them.
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: ``sample`` accepts a list of generators, one per image (drawing with :func:`randn`): image i
+    #: of ``generate`` is then a function of (seed, i) alone, whatever the batch size or the number
+    #: of ranks. Families without it draw each batch from one generator seeded with seed + batch.
+    per_image_noise: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any]):
         super().__init__()
@@ -166,6 +170,12 @@ class GenerativeModel(nn.Module):
         labels = self.class_labels(z.shape[0], class_labels)
         return self.decode(z, class_labels=labels, **opts)
 
+    def seed_generator(self, seed: int) -> torch.Generator:
+        """The generator ``sample(1, ...)`` of ``generate(1, seed)`` draws from: what interpolation
+        uses for its ends, so each end frame starts from that image's latent."""
+        value = image_seed(seed, 0) if self.per_image_noise else int(seed)
+        return torch.Generator(device=self.device).manual_seed(value)
+
     # --- class labels -------------------------------------------------------------------------
     def class_labels(self, n: int, wanted: Any = None, device: Any = None) -> torch.Tensor | None:
         """Checked labels for ``n`` images: ``wanted`` (one int, or n of them) or, for a
@@ -191,11 +201,14 @@ class GenerativeModel(nn.Module):
     # --- generation (the one path behind `gencli sample`, evaluate --model and the API) --------
     def iter_generate(self, n: int, seed: int = 0, *, batch_size: int | None = None, class_labels: Any = None,
                       init_noise: torch.Tensor | None = None, progress: Progress | None = None,
-                      **opts: Any) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """Yield ``(lo, hi, images[lo:hi])`` batch by batch. Batch b draws from
-        ``torch.Generator(device).manual_seed(seed + b)``: the same seed, batch size and device
-        give the same images. ``progress(done, total)`` counts the model's own steps over all
-        batches. ``init_noise`` (N, ...) replaces the prior draws (then N is the image count)."""
+                      indices: range | None = None, **opts: Any) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """Yield ``(lo, hi, images[lo:hi])`` batch by batch, for the image indices ``indices``
+        (default: all ``n``; a rank of a distributed run takes its share). With
+        ``per_image_noise`` image i draws from ``torch.Generator(device).manual_seed(image_seed(seed,
+        i))``: the same seed and device give the same image i whatever the batch size; otherwise
+        batch b draws from one generator seeded with ``seed + b`` (the same seed, batch size and
+        device give the same images). ``progress(done, total)`` counts the model's own steps over
+        all batches. ``init_noise`` (N, ...) replaces the prior draws (then N is the image count)."""
         from gencli.runtime import autocast
 
         spec = getattr(self, "spec", None)
@@ -207,20 +220,24 @@ class GenerativeModel(nn.Module):
             n = int(init_noise.shape[0])
         if n < 1:
             raise UsageError(f"cannot generate {n} images")
+        indices = range(n) if indices is None else indices
         bs = min(batch_size or min(n, MAX_BATCH), n)
-        batches = math.ceil(n / bs)
+        starts = list(range(indices.start, indices.stop, bs))
         labels = self.class_labels(n, class_labels, device="cpu") if class_labels is not None or self.num_classes \
             else None
-        state = {"total": None, "done": 0}
+        state = {"done": 0}
 
         def step(done: int, total: int) -> None:
             state["done"] += 1
             if progress is not None:
-                progress(state["done"], total * batches)
+                progress(state["done"], total * len(starts))
 
-        for b in range(batches):
-            lo, hi = b * bs, min((b + 1) * bs, n)
-            gen = torch.Generator(device=self.device).manual_seed(int(seed) + b)
+        for lo in starts:
+            hi = min(lo + bs, indices.stop)
+            if self.per_image_noise:
+                gen: Any = [torch.Generator(device=self.device).manual_seed(image_seed(seed, i)) for i in range(lo, hi)]
+            else:
+                gen = torch.Generator(device=self.device).manual_seed(int(seed) + lo // bs)
             extra = {} if labels is None else {"class_labels": labels[lo:hi]}
             if init_noise is not None:
                 extra["init_noise"] = init_noise[lo:hi]
@@ -237,6 +254,27 @@ class GenerativeModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image ``index`` of a run seeded with ``seed`` (per-image noise): a splitmix64
+    mix of the pair, folded to the 32 bits torch's CPU generator keeps."""
+    x = ((int(seed) << 32) ^ int(index)) & 0xFFFF_FFFF_FFFF_FFFF
+    x = (x + 0x9E37_79B9_7F4A_7C15) & 0xFFFF_FFFF_FFFF_FFFF
+    x = ((x ^ (x >> 30)) * 0xBF58_476D_1CE4_E5B9) & 0xFFFF_FFFF_FFFF_FFFF
+    x = ((x ^ (x >> 27)) * 0x94D0_49BB_1331_11EB) & 0xFFFF_FFFF_FFFF_FFFF
+    x ^= x >> 31
+    return (x ^ (x >> 32)) & 0xFFFF_FFFF
+
+
+def randn(shape: tuple[int, ...], generator: Any, device: Any) -> torch.Tensor:
+    """Standard normal noise of ``shape``: from one generator for the whole batch, or from a list
+    of generators, one per image (row); see ``GenerativeModel.per_image_noise``."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for {shape[0]} images")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

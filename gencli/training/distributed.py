@@ -91,6 +91,12 @@ class Group:
             torch.distributed.destroy_process_group()
 
 
+def share(n: int, rank: int, world: int) -> range:
+    """The contiguous block of ``range(n)`` that rank ``rank`` of ``world`` works on."""
+    per = -(-n // world)
+    return range(min(n, rank * per), min(n, (rank + 1) * per))
+
+
 def device_for(device: torch.device) -> torch.device:
     """Under torchrun on CUDA, one device per rank (``cuda:LOCAL_RANK``)."""
     _, world, local = env_world()

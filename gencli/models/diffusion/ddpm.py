@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
-from gencli.models.base import GenerativeModel, Progress
+from gencli.models.base import GenerativeModel, Progress, randn
 from gencli.models.diffusion.schedulers import SAMPLERS, NoiseSchedule
 from gencli.models.diffusion.unet import UNet2DModel, normalize_config
 
@@ -46,6 +46,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
 
 class DiffusionModel(GenerativeModel):
     family = "ddpm"
+    per_image_noise = True  # image i of a run depends on (seed, i) only
 
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
@@ -130,8 +131,7 @@ class DiffusionModel(GenerativeModel):
 
     def prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """x_T: ``n`` standard-normal images, as ``sample(n, generator)`` starts from."""
-        shape = (n, self.channels, self.image_size, self.image_size)
-        return torch.randn(shape, generator=generator, device=self.device)
+        return randn((n, self.channels, self.image_size, self.image_size), generator, self.device)
 
     def sampling_settings(self, *, steps: int | None = None, sampler: str | None = None,
                           eta: float | None = None, spacing: str | None = None,
@@ -185,7 +185,7 @@ class DiffusionModel(GenerativeModel):
         with self.unet.fast_inference(enabled=fast):
             for i, s in enumerate(algo.steps):
                 out = self._denoise(x, s.t, labels, guidance)
-                noise = torch.randn(x.shape, generator=generator, device=device) if algo.needs_noise(i) else None
+                noise = randn(tuple(x.shape), generator, device) if algo.needs_noise(i) else None
                 x = algo.step(i, out, x, noise)
                 if progress is not None:
                     progress(i + 1, total)
