@@ -5,6 +5,7 @@
     images = model.generate(16, seed=0, steps=50, sampler="ddim")   # (16, 1, 28, 28) in [-1, 1]
     boots = gencli.translate("cyclegan", images)          # sneaker2boot, bundled
     result = gencli.evaluate("fid", "real/", "fake/")     # what `gencli evaluate --json` prints
+    gencli.export("ddim", "unet.onnx")                     # the UNet as an ONNX graph (`gencli export`)
 
 ``generate`` gives the same images as `gencli sample` with the same seed and batch size.
 """
@@ -104,6 +105,50 @@ def translate(model: Any, images: Any, *, batch_size: int = 16, seed: int = 0, *
                for y in ys]
         return torch.stack(out)
     return [y for ys in iter_translate(model, images, batch_size=batch_size, seed=seed, **options) for y in ys]
+
+
+def export(model: Any, out: Any, *, weights: str | None = None, format: str = "onnx", opset: int | None = None,
+           force: bool = False, exporter: str = "auto", check: bool = True, **options: Any) -> dict[str, Any]:
+    """Write ``model``'s network (a loaded model, or a registered name loaded with ``weights``) to
+    ``out`` as an ONNX graph; what `gencli export` does. ``options``: the family's export options
+    (e.g. ``direction="BtoA"``). With ``check`` and onnxruntime installed, the file is run on fresh
+    inputs (another batch size than the trace's) and must match the network's forward within
+    gencli.exporting.TOLERANCE. Returns a summary: path, inputs, outputs, opset, exporter,
+    max_abs_diff (None when not checked), notes."""
+    from gencli import exporting
+
+    if format not in exporting.FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(exporting.FORMATS)}, got {format!r}")
+    if os.path.isdir(os.fspath(out)):
+        raise UsageError(f"{out} is a folder; give a file name such as {os.path.join(out, 'model.onnx')}")
+    if os.path.exists(os.fspath(out)) and not force:
+        raise UsageError(f"{out} exists; pass --force to overwrite")
+    exporting.require_onnx()
+    if isinstance(model, str):
+        from gencli import registry
+
+        registry.require_capability(model, "export_onnx")
+        net = load(model, weights)
+    else:
+        if weights is not None:
+            raise UsageError("weights= applies to a model name, not to a loaded model")
+        net = _model(model, "export_onnx")
+    spec = getattr(net, "spec", None)
+    if spec is not None:
+        options = spec.check_options("export", options)
+    graph = net.export_onnx(**options)
+    used = exporting.write_onnx(graph, out, opset=opset, exporter=exporter, force=force)
+    diff = exporting.check_onnx(graph, out) if check else None
+    if diff is not None and not diff <= exporting.TOLERANCE:
+        raise exporting.GencliError(f"{out}: ONNX Runtime's outputs differ from gencli's by {diff:.2e} "
+                                    f"(more than {exporting.TOLERANCE:g}); the file was written, but do not "
+                                    f"trust it (try another --opset or --exporter)")
+    return {"path": os.fspath(out), "format": format, "opset": exporting.DEFAULT_OPSET if opset is None else opset,
+            "exporter": used,
+            "inputs": {n: [graph.dynamic_axes.get(n, {}).get(i, d) for i, d in enumerate(x.shape)]
+                       for n, x in zip(graph.input_names, graph.inputs)},
+            "outputs": list(graph.output_names), "max_abs_diff": diff, "metadata": dict(graph.metadata),
+            "notes": list(graph.notes)}
 
 
 def evaluate(metric: str, a: Any = None, b: Any = None, **options: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Annotated, Optional, Sequence
 import typer
 
 from gencli import __version__
-from gencli.cli import common, interpolate, manage, sample, train, translate
+from gencli.cli import common, export, interpolate, manage, sample, train, translate
 from gencli.cli.families import FamilyCommand, GencliCommand
 from gencli.errors import GencliError
 
@@ -48,7 +48,7 @@ def _root(
         "--threads", metavar="N", help="CPU threads for computing (or GENCLI_THREADS) [default: the CPUs not "
         "already busy, from the load average].")] = None,
 ) -> None:
-    """Train, sample, interpolate, translate and evaluate generative image models.
+    """Train, sample, interpolate, translate, evaluate and export generative image models.
 
     Results go to stdout only when asked (-o -, --json); progress and messages go to stderr.
     Exit codes: 0 success, 1 failure, 2 usage error, 130 interrupted.
@@ -64,6 +64,7 @@ app.command("train", **_FAMILY)(train.train)
 app.command("sample", **_FAMILY)(sample.sample)
 app.command("interpolate", **_FAMILY)(interpolate.interpolate)
 app.command("translate", **_FAMILY)(translate.translate)
+app.command("export", **_FAMILY)(export.export)
 
 
 def _register_evaluate() -> None:

@@ -16,11 +16,14 @@ What the commands rely on, so they never ask which family they hold:
   one code path behind `gencli sample`, `evaluate --model` and the Python API.
 - ``export()``: what a checkpoint ships (e.g. the generators, not the discriminators).
 - ``config_for_data`` / ``training_data``: how `gencli train` builds a config and a dataset.
+- ``export_onnx()``: the network to write as an ONNX graph (:class:`OnnxGraph`); gencli.exporting
+  writes it (``export()`` above is the checkpoint's content, another thing).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
 import torch
@@ -30,6 +33,22 @@ from gencli.errors import UsageError
 from gencli.models.spec import CAPABILITIES, MAX_BATCH
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass
+class OnnxGraph:
+    """What a family exports to ONNX (``GenerativeModel.export_onnx``): a plain fp32 eval-mode
+    module (no fast path, no autocast), example inputs for the trace, names, and the axes that
+    stay dynamic (always the batch). ``metadata`` (str -> str) goes into the ONNX file's
+    ``metadata_props``; ``notes`` are one-line remarks for the user (what the graph leaves out)."""
+
+    module: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+    metadata: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 class GenerativeModel(nn.Module):
@@ -147,6 +166,11 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def export_onnx(self, **opts: Any) -> OnnxGraph:
+        """The network to export to ONNX (``opts``: the family's `export` options), as a module in
+        plain fp32 eval mode that does not share state with this model."""
         raise NotImplementedError
 
     @torch.inference_mode()

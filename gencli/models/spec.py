@@ -21,12 +21,13 @@ from typing import Any
 
 from gencli.errors import UsageError
 
-#: Capability names (the commands and API methods they enable).
-CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood")
+#: Capability names (the commands and API methods they enable). ``export_onnx``: the family's
+#: network can be written as an ONNX graph (`gencli export`, ``GenerativeModel.export_onnx``).
+CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood", "export_onnx")
 #: What a family trains on: `gencli train` builds the data through the family's class.
 DATA_KINDS = ("images", "labelled images", "paired", "unpaired")
 #: The commands whose options a family may extend.
-COMMANDS = ("sample", "interpolate", "translate", "train")
+COMMANDS = ("sample", "interpolate", "translate", "train", "export")
 
 #: Images per batch when generating without a batch size.
 MAX_BATCH = 64

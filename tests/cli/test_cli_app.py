@@ -7,7 +7,7 @@ import warnings
 import pytest
 from cli_support import _isolated, cli, gencli_proc  # noqa: F401
 
-COMMANDS = ("train", "sample", "interpolate", "translate", "evaluate", "models", "pull", "convert")
+COMMANDS = ("train", "sample", "interpolate", "translate", "export", "evaluate", "models", "pull", "convert")
 
 
 def test_help_lists_every_command():

@@ -10,7 +10,8 @@ from gencli import registry
 
 CLI = Path(__file__).resolve().parents[2] / "gencli" / "cli"
 #: the modules of the commands that take family options
-COMMANDS = {"sample": "sample.py", "interpolate": "interpolate.py", "translate": "translate.py", "train": "train.py"}
+COMMANDS = {"sample": "sample.py", "interpolate": "interpolate.py", "translate": "translate.py", "train": "train.py",
+            "export": "export.py"}
 
 
 def _sources() -> dict[str, str]:

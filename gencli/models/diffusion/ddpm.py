@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
-from gencli.models.base import GenerativeModel, Progress, randn
+from gencli.models.base import GenerativeModel, OnnxGraph, Progress, randn
 from gencli.models.diffusion.schedulers import SAMPLERS, NoiseSchedule
 from gencli.models.diffusion.unet import UNet2DModel, normalize_config
 
@@ -196,3 +196,39 @@ class DiffusionModel(GenerativeModel):
         opts.setdefault("steps", 50)
         opts.update(sampler="ddim", eta=0.0)
         return self.sample(latents.shape[0], None, init_noise=latents, **opts)
+
+    # --- export -------------------------------------------------------------------------------
+    def export_onnx(self, **_: Any) -> OnnxGraph:
+        """The UNet denoiser (not the sampling loop): ``sample`` (N, C, H, W) float32, ``timestep``
+        (N,) int64 and, for a class-conditional model, ``class_labels`` (N,) int64 (index
+        ``null_class`` is the "no class" token of classifier-free guidance) -> ``model_output``
+        (N, C, H, W), epsilon, v or x0 as the schedule's ``prediction_type`` says. A fresh fp32
+        copy in eval mode on the CPU: the inference fast path (channels_last, Winograd) is off.
+        The schedule and sampling defaults travel in the metadata, so a sampling loop outside
+        gencli can rebuild them (README, "Export to ONNX")."""
+        import json
+
+        from gencli import __version__
+
+        unet = UNet2DModel(self.config["unet"])
+        unet.load_state_dict({k: v.detach().to("cpu", torch.float32).contiguous()
+                              for k, v in self.unet.state_dict().items()})
+        unet.eval().requires_grad_(False)
+        g = torch.Generator().manual_seed(0)
+        size, ch = self.image_size, self.channels
+        T = self.schedule.num_train_timesteps
+        inputs = [torch.randn(2, ch, size, size, generator=g), torch.tensor([T - 1, T // 2], dtype=torch.long)]
+        names = ["sample", "timestep"]
+        if unet.class_embedding is not None:
+            inputs.append(torch.tensor([0, (self.num_classes or 1) - 1], dtype=torch.long))
+            names.append("class_labels")
+        meta = {"gencli_version": __version__, "gencli_family": self.family,
+                "unet_config": json.dumps(self.config["unet"]),
+                "scheduler": json.dumps(self.schedule.to_config()),
+                "prediction_type": self.schedule.prediction_type,
+                "sampling": json.dumps(self.config.get("sampling", {})),
+                "image_size": str(size), "channels": str(ch),
+                "num_classes": str(self.num_classes or 0),
+                "null_class": "" if self.null_class is None else str(self.null_class)}
+        return OnnxGraph(unet, tuple(inputs), tuple(names), ("model_output",),
+                         {n: {0: "batch"} for n in (*names, "model_output")}, meta)

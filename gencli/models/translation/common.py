@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gencli.errors import UsageError
-from gencli.models.base import GenerativeModel, Progress
+from gencli.models.base import GenerativeModel, OnnxGraph, Progress
 from gencli.models.gan.discriminators import discriminator_config
 from gencli.models.translation.networks import generator_config, set_inference_mode
 from gencli.models.translation.tiling import run_padded, run_tiled
@@ -139,6 +139,36 @@ class TranslationModel(GenerativeModel):
             set_inference_mode(net)
             net.train(was_training)
         return y.float().clamp_(-1.0, 1.0)
+
+    def export_onnx(self, *, direction: str | None = None, **_: Any) -> OnnxGraph:
+        """The generator of ``direction`` (default: the first): ``input`` (N, C, H, W) float32 in
+        [-1, 1] -> ``output`` (N, C', H, W), with batch, height and width dynamic (H and W must be
+        multiples of the generator's divisor, in the metadata; gencli translate pads to them).
+        Batch norm behaves as the checkpoint's test-time setting says (running or per-image
+        statistics); test-time dropout (official pix2pix) cannot be seeded in ONNX and is left out."""
+        import json
+
+        from gencli import __version__
+
+        direction = self._check_direction(direction)
+        net, in_nc, out_nc = self.generator_for(direction)
+        net = copy.deepcopy(net).to("cpu", torch.float32).eval().requires_grad_(False)
+        d = _inference_defaults(self.config)
+        set_inference_mode(net, per_image_norm=d["per_image_norm"], dropout=False)
+        multiple = int(net.divisor)
+        side = -(-max(multiple, self._min_side(net), 8) // multiple) * multiple
+        x = torch.randn(2, in_nc, side, side, generator=torch.Generator().manual_seed(0))
+        notes = ()
+        if d["dropout"]:
+            notes = ("this checkpoint applies dropout at test time (as the official pix2pix test.py); the "
+                     "exported graph does not (ONNX dropout cannot be seeded), so its outputs are those of a "
+                     "dropout-free translate",)
+        meta = {"gencli_version": __version__, "gencli_family": self.family, "direction": direction,
+                "domains": self._direction_label(direction), "generator": json.dumps(self.config["generator"]),
+                "input_channels": str(in_nc), "output_channels": str(out_nc), "size_multiple": str(multiple),
+                "min_side": str(self._min_side(net)), "per_image_norm": str(d["per_image_norm"]).lower()}
+        axes = {0: "batch", 2: "height", 3: "width"}
+        return OnnxGraph(net, (x,), ("input",), ("output",), {"input": axes, "output": axes}, meta, notes)
 
     def _check_direction(self, direction: str | None) -> str:
         direction = direction or self.directions[0]

@@ -17,6 +17,10 @@ TRANSLATE_OPTIONS = (
     Option("tile", "int", "Translate large images in overlapping tiles of N x N pixels.", minimum=1),
     Option("overlap", "int", "Tile overlap in pixels [default: tile/4].", minimum=0),
 )
+EXPORT_OPTIONS = (
+    Option("direction", "str", "The generator to export: AtoB or BtoA (checkpoints holding both) [default: AtoB].",
+           choices=("AtoB", "BtoA")),
+)
 TRAIN_OPTIONS = (
     Option("data_a", "str", "Domain A images (cyclegan), or the A folder of pairs matched by name (pix2pix)."),
     Option("data_b", "str", "Domain B images, or the B folder of pairs."),
@@ -61,9 +65,9 @@ CYCLEGAN = FamilySpec(
     name="cyclegan",
     target="gencli.models.translation.cyclegan:CycleGAN",
     description="Unpaired image-to-image translation (Zhu et al. 2017), official generators",
-    capabilities=("translate",),
+    capabilities=("translate", "export_onnx"),
     data="unpaired",
-    options={"translate": TRANSLATE_OPTIONS, "train": TRAIN_OPTIONS},
+    options={"translate": TRANSLATE_OPTIONS, "train": TRAIN_OPTIONS, "export": EXPORT_OPTIONS},
     checkpoints=(
         Checkpoint("sneaker2boot", "bundled:cyclegan-sneaker2boot.safetensors",
                    "Fashion-MNIST sneaker <-> ankle boot, both directions, trained by gencli (bundled)",
@@ -80,9 +84,9 @@ PIX2PIX = FamilySpec(
     name="pix2pix",
     target="gencli.models.translation.pix2pix:Pix2Pix",
     description="Paired image-to-image translation (Isola et al. 2017), official generators",
-    capabilities=("translate",),
+    capabilities=("translate", "export_onnx"),
     data="paired",
-    options={"translate": TRANSLATE_OPTIONS, "train": TRAIN_OPTIONS},
+    options={"translate": TRANSLATE_OPTIONS, "train": TRAIN_OPTIONS, "export": EXPORT_OPTIONS},
     checkpoints=(
         Checkpoint("edges2fashion", "bundled:pix2pix-edges2fashion.safetensors",
                    "Fashion-MNIST edge map -> image, trained by gencli (bundled)", dataset="fashion-mnist"),

@@ -1,0 +1,277 @@
+"""gencli sampling against the CPU runtimes users export to: ONNX Runtime and OpenVINO.
+
+    python bench/sample_vs_runtimes.py [--batch 16] [--steps 50] [--repeats 2] [--threads N]
+                                       [--exporter auto|torchscript|dynamo] [--no-openvino]
+                                       [--bf16 auto|on|off] [--omp-passive]
+
+The cifar10-config UNet (gencli.models.diffusion.unet.DDPM_CIFAR10_CONFIG, 35.7 M parameters, random
+seeded weights with the tests' init, unconditional, linear schedule, clip_sample) is exported once
+with ``gencli.exporting`` (the code behind `gencli export`; not timed, its time is printed). Then
+DDIM (eta 0, leading spacing) runs ``--steps`` x ``--batch`` from the same x_T in:
+
+  gencli fp32       DiffusionModel.sample, inference fast path (channels_last, Winograd where it
+                    pays, fused projections), as `gencli sample ddim` runs it
+  onnxruntime fp32  InferenceSession, ORT_ENABLE_ALL, intra_op_num_threads = --threads,
+                    the DDIM update by gencli's DDIMSampler (a few vector ops per step)
+  openvino f32      core.compile_model(CPU, INFERENCE_PRECISION_HINT=f32, LATENCY hint,
+                    INFERENCE_NUM_THREADS = --threads), same loop
+  gencli bf16 / openvino bf16   only where the CPU has AVX512-BF16 or AMX (--bf16 on forces them;
+                    elsewhere bf16 is emulated and its numbers mean nothing)
+
+"whole" is one sampling run as a fresh process would do it: session creation / model compile (or
+gencli's fast-path setup) plus every step. "per step" is the loop alone divided by the steps.
+Each contender is warmed up alike (one 2-step run, session created and dropped), then the
+contenders run interleaved, the order rotating each repeat; medians are printed. Before any ratio
+is printed, the images of every contender are checked against gencli fp32: max abs diff <= --tol
+(1e-3 for fp32; DDIM over 50 steps amplifies the 1e-6 per-forward differences) and, for bf16 rows,
+<= 0.1 mean (BF16_TOL; single pixels may differ by up to ~0.8 after 10 steps). Ratios are "contender time / gencli fp32 time": > 1 means gencli is faster.
+"setup" is whole minus loop (session creation / compile; 0 for gencli, whose fast-path setup happens
+inside its first step); "whole@N" projects one run of N steps as setup + N x per step (--project, default
+50), for runs timed over fewer steps on a slow machine.
+
+On a machine shared with other busy processes, every number here is noisy: the load average is
+printed next to them. This is a script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+             "prediction_type": "epsilon", "clip_sample": True, "variance_type": "fixed_large"}
+#: (max, mean) abs image difference allowed between a bf16 row and gencli fp32: bf16 keeps 8 bits of
+#: mantissa, and DDIM carries each step's rounding into the next (random weights amplify it): measured
+#: 0.78 max / 0.057 mean for gencli bf16 after 10 steps x 16 images, so only the mean is bounded
+BF16_TOL = (2.0, 0.1)
+FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+            "amx_fp16")
+
+
+def cpu_info() -> tuple[str, set[str]]:
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name == "unknown CPU":
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return name, flags
+
+
+def build_model(seed: int):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny import randomize  # the tests' init: random everywhere, norms near 1
+
+    from gencli.models.diffusion.ddpm import DiffusionModel
+    from gencli.models.diffusion.unet import DDPM_CIFAR10_CONFIG
+
+    config = {"unet": dict(DDPM_CIFAR10_CONFIG), "scheduler": dict(SCHEDULER), "image_size": 32, "channels": 3,
+              "num_classes": None, "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "spacing": "leading",
+                                                "guidance": 1.0}}
+    torch.manual_seed(seed)
+    model = DiffusionModel(config)
+    randomize(model, seed)
+    return model.eval()
+
+
+def timed(fn):
+    w0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - w0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="threads for every engine (default: the CPUs)")
+    ap.add_argument("--exporter", default="auto", choices=["auto", "torchscript", "dynamo"])
+    ap.add_argument("--opset", type=int, default=None)
+    ap.add_argument("--tol", type=float, default=1e-3, help="max abs image diff to gencli fp32 (fp32 rows)")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--no-openvino", action="store_true")
+    ap.add_argument("--no-onnxruntime", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for torch and no spinning for ONNX Runtime (busy machines)")
+    ap.add_argument("--project", type=int, default=50,
+                    help="also print the whole-process time projected to this many steps (setup + N x per step)")
+    args = ap.parse_args(argv)
+    if args.omp_passive:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    threads = args.threads or len(os.sched_getaffinity(0))
+
+    cpu, flags = cpu_info()
+    have = [f for f in FEATURES if f in flags]
+    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16)
+    print(f"# CPU: {cpu}, {os.cpu_count()} CPUs, features: {' '.join(have) or 'none of ' + ' '.join(FEATURES)}")
+    if not native_bf16:
+        print("# bf16: this CPU has no AVX512-BF16 or AMX: bf16 rows "
+              + ("forced (--bf16 on): emulated, their times mean nothing" if bf16 else
+                 "are not measured here (they need such a CPU; run this on one)"))
+
+    import numpy as np
+    import torch
+
+    from gencli import exporting
+    from gencli.models.diffusion.schedulers import DDIMSampler
+    from gencli.runtime import tune_allocator
+
+    torch.set_num_threads(threads)
+    tuned = tune_allocator()
+    ort = ov = None
+    if not args.no_onnxruntime:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            print("# onnxruntime is not installed (pip install 'gencli[bench]'): skipped")
+    if not args.no_openvino:
+        try:
+            import openvino as ov
+        except ImportError:
+            print("# openvino is not installed (pip install 'gencli[bench]'): skipped")
+
+    model = build_model(args.seed)
+    B, S = args.batch, args.steps
+    x_T = model.prior(B, torch.Generator().manual_seed(args.seed + 1))
+    tmp = tempfile.TemporaryDirectory()
+    path = Path(tmp.name) / "unet.onnx"
+    graph = model.export_onnx()
+    _, t_export = timed(lambda: exporting.write_onnx(graph, path, opset=args.opset, exporter=args.exporter))
+    del graph
+    print(f"# cifar10-config UNet ({sum(p.numel() for p in model.unet.parameters()) / 1e6:.1f} M params), "
+          f"DDIM eta 0, {S} steps x {B} images, {threads} threads everywhere, torch {torch.__version__}"
+          + (f", onnxruntime {ort.__version__}" if ort else "") + (f", openvino {ov.__version__}" if ov else "")
+          + f", malloc tuning {'on' if tuned else 'off'}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}")
+    print(f"# exported once with gencli.exporting ({args.exporter}): {t_export:.1f} s, "
+          f"{path.stat().st_size / 1e6:.0f} MB (not timed below)")
+
+    def gencli_run(precision: str):
+        def run(steps: int):
+            t = {}
+            w0 = time.perf_counter()
+            with torch.inference_mode():
+                if precision == "bf16":
+                    with torch.autocast("cpu", torch.bfloat16):
+                        x = model.sample(B, None, steps=steps, sampler="ddim", eta=0.0, init_noise=x_T)
+                else:
+                    x = model.sample(B, None, steps=steps, sampler="ddim", eta=0.0, init_noise=x_T)
+            t["whole"] = time.perf_counter() - w0
+            t["loop"] = t["whole"]  # gencli has no separate setup: its fast-path caches are built in step 1
+            return x.float(), t
+        return run
+
+    def loop(forward, steps: int) -> torch.Tensor:
+        algo = DDIMSampler(model.schedule, steps, "leading", eta=0.0)
+        x = x_T.clone()
+        for i, s in enumerate(algo.steps):
+            ts = np.full((B,), s.t, dtype=np.int64)
+            out = torch.from_numpy(forward(np.ascontiguousarray(x.numpy()), ts))
+            x = algo.step(i, out, x, None)
+        return x.clamp(-1, 1)
+
+    def ort_run(steps: int):
+        t = {}
+        w0 = time.perf_counter()
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        if args.omp_passive:  # the same courtesy as OMP_WAIT_POLICY=PASSIVE gives torch: no spin-waiting
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        w1 = time.perf_counter()
+        x = loop(lambda xs, ts: sess.run(None, {"sample": xs, "timestep": ts})[0], steps)
+        t["loop"] = time.perf_counter() - w1
+        t["whole"] = time.perf_counter() - w0
+        return x, t
+
+    def ov_run(precision: str):
+        def run(steps: int):
+            t = {}
+            w0 = time.perf_counter()
+            core = ov.Core()
+            compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                             "PERFORMANCE_HINT": "LATENCY",
+                                                             "INFERENCE_NUM_THREADS": threads})
+            req = compiled.create_infer_request()
+            w1 = time.perf_counter()
+
+            def forward(xs, ts):
+                req.infer({"sample": xs, "timestep": ts})
+                return req.get_output_tensor(0).data.copy()
+
+            x = loop(forward, steps)
+            t["loop"] = time.perf_counter() - w1
+            t["whole"] = time.perf_counter() - w0
+            return x, t
+        return run
+
+    contenders = {"gencli fp32": gencli_run("fp32")}
+    if ort:
+        contenders["onnxruntime fp32"] = ort_run
+    if ov:
+        contenders["openvino f32"] = ov_run("f32")
+    if bf16:
+        contenders["gencli bf16"] = gencli_run("bf16")
+        if ov:
+            contenders["openvino bf16"] = ov_run("bf16")
+
+    for name, fn in contenders.items():  # warm-up, alike: libraries loaded, one session made and dropped
+        fn(2)
+    outs, whole, per_step = {}, {k: [] for k in contenders}, {k: [] for k in contenders}
+    setup = {k: [] for k in contenders}
+    names = list(contenders)
+    for r in range(args.repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            load = os.getloadavg()[0]
+            outs[name], t = contenders[name](S)
+            whole[name].append(t["whole"])
+            per_step[name].append(t["loop"] / S)
+            setup[name].append(t["whole"] - t["loop"])
+            print(f"#   repeat {r + 1} {name:17s} whole {t['whole']:7.2f} s, loop {t['loop']:7.2f} s "
+                  f"(load average {load:.1f})", flush=True)
+
+    ref = outs["gencli fp32"]
+    diffs = {name: float((x - ref).abs().max()) for name, x in outs.items()}
+    means = {name: float((x - ref).abs().mean()) for name, x in outs.items()}
+    for name, d in diffs.items():
+        tol = BF16_TOL if "bf16" in name else (args.tol, args.tol)
+        assert d <= tol[0] and means[name] <= tol[1], \
+            f"{name}: images differ from gencli fp32 by {d:.2e} max, {means[name]:.2e} mean (> {tol})"
+    print(f"\n## medians of {args.repeats} interleaved repeats (ratio = its time / gencli fp32's; > 1: gencli "
+          f"faster); load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    P = args.project
+    print(f"{'contender':18s} {'per step s':>10s} {'ratio':>6s} {'setup s':>7s} {'whole s':>8s} {'ratio':>6s} "
+          f"{'whole@' + str(P):>9s} {'ratio':>6s} {'max |diff|':>10s} {'mean |diff|':>11s}")
+    base_s, base_w = statistics.median(per_step["gencli fp32"]), statistics.median(whole["gencli fp32"])
+    base_p = base_s * P
+    for name in names:
+        s, w, su = statistics.median(per_step[name]), statistics.median(whole[name]), statistics.median(setup[name])
+        p = su + s * P
+        print(f"{name:18s} {s:10.3f} {s / base_s:6.2f} {su:7.2f} {w:8.2f} {w / base_w:6.2f} {p:9.1f} {p / base_p:6.2f} "
+              f"{diffs[name]:10.1e} {means[name]:11.1e}")
+    print(f"(images in [-1, 1] compared with gencli fp32: fp32 rows within {args.tol:g}, bf16 rows within "
+          f"{BF16_TOL[0]:g} max / {BF16_TOL[1]:g} mean; "
+          f"gencli's per step includes its one-time fast-path setup spread over the steps)")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
