@@ -1,5 +1,6 @@
 """gencli against diffusers itself: diffusers folders load through the registry and give the same
-network outputs and the same DDPM/DDIM samples (skipped when diffusers is not installed)."""
+network outputs and the same DDPM/DDIM samples (skipped when diffusers is not installed;
+an error under CI or GENCLI_REQUIRE_ANCHORS=1)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from references import require
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = require("diffusers", module_level=True)
 
 from gencli import registry  # noqa: E402
 from gencli.convert.diffusers import convert, load_diffusers  # noqa: E402

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from references import require
 from test_cli_support import _isolated, cli, make_tiny_checkpoint  # noqa: F401
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -55,7 +56,7 @@ def _fid64(capsysbinary, a, b, weights, *extra):
 # --- FID, statistics, cache --------------------------------------------------------------------
 def test_fid_matches_an_independent_computation(capsysbinary, two_folders, weights):
     """Our features + np.cov + scipy's sqrtm, the way pytorch-fid computes it."""
-    linalg = pytest.importorskip("scipy.linalg")
+    linalg = require("scipy.linalg")
     import torch
     import torch.nn.functional as F
 

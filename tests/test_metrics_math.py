@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from references import require
+
 from gencli.errors import InputError, UsageError
 from gencli.metrics.inception_score import inception_score
 from gencli.metrics.kid import kernel_inception_distance, polynomial_mmd2
@@ -29,7 +31,7 @@ def _random_cov(rng: np.random.Generator, d: int, n: int | None = None) -> np.nd
 
 
 def _scipy_fd(mu1, s1, mu2, s2):
-    linalg = pytest.importorskip("scipy.linalg")
+    linalg = require("scipy.linalg")
     covmean = linalg.sqrtm(s1 @ s2)
     covmean = np.real(covmean)
     diff = mu1 - mu2
@@ -117,7 +119,7 @@ def test_frechet_rank_deficient_finite_nonnegative():
 
 
 def test_frechet_rank_deficient_agrees_with_regularised_sqrtm():
-    linalg = pytest.importorskip("scipy.linalg")
+    linalg = require("scipy.linalg")
     rng = np.random.default_rng(3)
     d = 32
     x1, x2 = rng.standard_normal((12, d)), rng.standard_normal((20, d)) * 1.3

@@ -8,6 +8,8 @@ import itertools
 import pytest
 import torch
 
+from references import require
+
 from gencli.models.diffusion.schedulers import DDIMSampler, DDPMSampler, NoiseSchedule
 
 SCHEDULES = {"linear": {"beta_schedule": "linear"},
@@ -18,7 +20,7 @@ SHAPE = (2, 3, 8, 8)
 
 @pytest.fixture(scope="module")
 def diffusers():
-    return pytest.importorskip("diffusers")
+    return require("diffusers")
 
 
 def gen(seed: int) -> torch.Generator:
