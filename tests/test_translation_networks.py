@@ -44,7 +44,10 @@ def _norm_entries(sd, key, c, norm, g, legacy):
 
 
 def official_resnet_sd(ngf=8, n_blocks=9, in_nc=3, out_nc=3, norm="instance", dropout=False,
-                       legacy=None, seed=0):
+                       legacy=None, seed=0, padding="reflect"):
+    """ResnetBlock.build_conv_block: reflect = [pad, conv, norm, ReLU, (Dropout), pad, conv, norm]
+    (convs at 1 and 5, or 6 with dropout); zero = [conv(p=1), norm, ReLU, (Dropout), conv(p=1), norm]
+    (convs at 0 and 3, or 4 with dropout)."""
     g = torch.Generator().manual_seed(seed)
     bias = norm == "instance"
     sd = {}
@@ -60,11 +63,12 @@ def official_resnet_sd(ngf=8, n_blocks=9, in_nc=3, out_nc=3, norm="instance", dr
     _norm_entries(sd, "model.5", 2 * ngf, norm, g, legacy)
     conv("model.7", 2 * ngf, 4 * ngf, 3)
     _norm_entries(sd, "model.8", 4 * ngf, norm, g, legacy)
-    c2 = 6 if dropout else 5
+    c1 = 1 if padding == "reflect" else 0
+    c2 = c1 + (5 if dropout else 4) - (0 if padding == "reflect" else 1)
     for i in range(n_blocks):
         b = f"model.{10 + i}.conv_block"
-        conv(f"{b}.1", 4 * ngf, 4 * ngf, 3)
-        _norm_entries(sd, f"{b}.2", 4 * ngf, norm, g, legacy)
+        conv(f"{b}.{c1}", 4 * ngf, 4 * ngf, 3)
+        _norm_entries(sd, f"{b}.{c1 + 1}", 4 * ngf, norm, g, legacy)
         conv(f"{b}.{c2}", 4 * ngf, 4 * ngf, 3)
         _norm_entries(sd, f"{b}.{c2 + 1}", 4 * ngf, norm, g, legacy)
     u = 10 + n_blocks
@@ -275,6 +279,27 @@ def test_dropout_and_zero_padding_layouts_are_detected(tmp_path):
     assert infer_generator_config(zero)["padding_type"] == "zero"
 
 
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_official_padding_and_dropout_layouts_are_read_as_written(tmp_path, padding, dropout):
+    """Each of the four official ResnetBlock layouts (keys written from build_conv_block, not from
+    our modules) is detected as what it is, converted, and reproduces the reference forward."""
+    sd = official_resnet_sd(ngf=4, n_blocks=2, dropout=dropout, padding=padding, seed=7)
+    second = {("reflect", False): 5, ("reflect", True): 6, ("zero", False): 3, ("zero", True): 4}[padding, dropout]
+    assert f"model.10.conv_block.{second}.weight" in sd
+    cfg = infer_generator_config(sd)
+    assert (cfg["padding_type"], cfg["dropout"]) == (padding, dropout)
+    config, tensors, _ = official_to_gencli(save_pth(sd, tmp_path / "g.pth"), "cyclegan")
+    assert (config["generator"]["padding_type"], config["generator"]["dropout"]) == (padding, dropout)
+    model = CycleGAN(config)
+    model.load_state_dict(tensors, strict=True)
+    x = images(1, 3, 16, 20)
+    torch.testing.assert_close(model.translate(x), ref_resnet(sd, x, 2, dropout=dropout, padding=padding),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(UsageError, match="contradicts"):
+        infer_generator_config(sd, dropout=not dropout)
+
+
 @pytest.mark.parametrize("num_downs,size", [(6, 64), (7, 128)])
 def test_unet_conversion_reproduces_the_reference_forward(tmp_path, num_downs, size):
     sd = official_unet_sd(ngf=4, num_downs=num_downs, seed=4)
@@ -315,6 +340,10 @@ def test_two_generators_make_one_two_way_checkpoint(tmp_path):
     a = model.translate(x)
     b = model.translate(x, direction="BtoA")
     assert not torch.allclose(a, b)
+    # AtoB is latest_net_G_A.pth and BtoA latest_net_G_B.pth, each equal to its own reference forward
+    torch.testing.assert_close(a, ref_resnet(official_resnet_sd(4, 2, seed=1), x, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(b, ref_resnet(official_resnet_sd(4, 2, seed=2), x, 2), atol=1e-5, rtol=0)
+    assert ck.metadata["source_files"] == ["latest_net_G_A.pth", "latest_net_G_B.pth"]
     with pytest.raises(UsageError):
         convert_cyclegan(str(run), str(out))  # exists, no force
 
