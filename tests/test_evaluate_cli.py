@@ -289,13 +289,51 @@ def test_fmnist_all_metrics_offline(capsysbinary, fmnist_folders, monkeypatch):
     a, b = fmnist_folders
     res = _json(cli(capsysbinary, "evaluate", "all", a, b, "--features", "fmnist", "--json"))
     assert res["features"] == {"fid": "fmnist", "kid": "fmnist", "is": "fmnist", "pr": "fmnist"}
-    assert 0 <= res["fid"] < 50
-    assert abs(res["kid_mean"]) < 0.05
-    assert 3 < res["is_mean"] <= 10  # 10 balanced classes, confidently classified
-    assert 0.5 < res["precision"] <= 1 and 0.5 < res["recall"] <= 1
-    # shifted images are further away than another sample of the same test set
+    # every metric against its definition, computed here in numpy from the classifier's own
+    # features/logits of the PNGs (no gencli metric code): FID exactly (nuclear norm), KID (the
+    # 150-image subsets are whole sets, so every subset's unbiased MMD^2 is the full one), IS
+    # (torch-fidelity's seeded split of the second input), precision/recall (k=3 balls)
+    import torch
+
+    from gencli.metrics.fmnist_classifier import load_classifier
+
+    model = load_classifier()
+    feats, logits = [], []
+    for folder in (a, b):
+        u8 = np.stack([np.array(Image.open(f)) for f in sorted(folder.glob("*.png"))])
+        with torch.inference_mode():
+            f, z = model.features_and_logits(torch.from_numpy(u8).float()[:, None] / 127.5 - 1)
+        feats.append(f.double().numpy())
+        logits.append(z.double().numpy())
+    (f1, f2), n = feats, 150
+    c1, c2 = f1 - f1.mean(0), f2 - f2.mean(0)
+    tr = np.linalg.svd(c1 @ c2.T, compute_uv=False).sum() / (n - 1)
+    fid = ((f1.mean(0) - f2.mean(0)) ** 2).sum() + (c1 ** 2).sum() / (n - 1) + (c2 ** 2).sum() / (n - 1) - 2 * tr
+    assert res["fid"] == pytest.approx(fid, rel=1e-5)
+    k = lambda x, y: (x @ y.T / x.shape[1] + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(f1, f1), k(f2, f2), k(f1, f2)
+    mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
+    assert res["kid_mean"] == pytest.approx(mmd, rel=1e-4, abs=1e-9) and res["kid_std"] == pytest.approx(0, abs=1e-9)
+    z = logits[1][np.random.RandomState(2020).permutation(n)]  # IS is of the second input
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    scores = [np.exp((q * (np.log(q) - np.log(q.mean(0)))).sum(1).mean()) for q in
+              (p[i * n // 10:(i + 1) * n // 10] for i in range(10))]
+    assert res["is_mean"] == pytest.approx(np.mean(scores), rel=1e-5)
+    assert res["is_std"] == pytest.approx(np.std(scores), rel=1e-3, abs=1e-6)
+    dist = lambda x, y: np.sqrt(((x[:, None] - y[None]) ** 2).sum(-1))  # noqa: E731
+    r1, r2 = np.sort(dist(f1, f1), 1)[:, 3], np.sort(dist(f2, f2), 1)[:, 3]  # 0th is the point itself
+    assert res["precision"] == pytest.approx((dist(f2, f1) <= r1[None]).any(1).mean(), abs=1e-9)
+    assert res["recall"] == pytest.approx((dist(f1, f2) <= r2[None]).any(1).mean(), abs=1e-9)
+    # images shifted by 3 pixels are further away than another sample of the same test set
+    shifted = b.parent / "b_shifted"
+    shifted.mkdir(exist_ok=True)
+    for f in sorted(b.glob("*.png")):
+        Image.fromarray(np.roll(np.array(Image.open(f)), 3, axis=1)).save(shifted / f.name)
+    far = _json(cli(capsysbinary, "evaluate", "fid", a, shifted, "--features", "fmnist", "--json"))["fid"]
+    assert far > 2 * res["fid"], (far, res["fid"])
     res_same = _json(cli(capsysbinary, "evaluate", "fid", a, "fashion-mnist:test", "--features", "fmnist", "--json"))
-    assert res_same["inputs"][1]["n"] == 10000
+    assert res_same["inputs"][1]["n"] == 10000 and res_same["fid"] < far
 
 
 @needs_fmnist
