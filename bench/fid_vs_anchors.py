@@ -31,7 +31,8 @@ pytorch-fid's own ``.pth`` layout (put in a private torch hub cache under the of
 so pytorch-fid loads it unmodified; torch-fidelity gets ``--feature-extractor-weights-path``;
 gencli gets ``--weights`` with the same file). Speed does not depend on the values of the weights.
 
-Usage: ``python bench/fid_vs_anchors.py [-n 2000] [--repeats 3] [--jpeg] [--skip-fidelity] [--work DIR]``
+Usage: ``python bench/fid_vs_anchors.py [-n 2000] [--repeats 3] [--jpeg] [--skip-pytorch-fid]
+[--skip-fidelity] [--skip-frechet] [--skip-e2e] [--tol 1e-4] [--work DIR]``
 (the anchors are imported from ``$GENCLI_ANCHORS`` or ``.anchors/``: ``make anchors``).
 """
 
@@ -136,6 +137,8 @@ def main() -> int:
     ap.add_argument("--jpeg", action="store_true", help="random-size colour JPEGs instead of Fashion-MNIST PNGs")
     ap.add_argument("--work", default=None, help="folder for images/weights (default: a temp folder)")
     ap.add_argument("--skip-fidelity", action="store_true", help="skip the tf-mode / torch-fidelity pair")
+    ap.add_argument("--skip-pytorch-fid", action="store_true", help="skip the pytorch-fid-mode end-to-end runs")
+    ap.add_argument("--skip-frechet", action="store_true", help="skip the Frechet-distance-step timing")
     ap.add_argument("--skip-e2e", action="store_true", help="only time the Frechet-distance step")
     ap.add_argument("--dims", type=int, default=2048)
     ap.add_argument("--repeats", "--repeat", type=int, default=3, help="timed rounds (after one warm-up)")
@@ -195,15 +198,18 @@ def main() -> int:
                 return t, float(m.group(1)) if m else float("nan")
             return fn
 
-        print("\n## pytorch-fid mode", flush=True)
-        times, values = rounds({"gencli": gencli_run(),
-                                "pytorch-fid default": pfid_run([], env),
-                                "pytorch-fid tuned": pfid_run(["--batch-size", "8", "--num-workers", "0"], tuned_env)},
-                               args.repeats)
-        ok &= report(times, values, "gencli", ["pytorch-fid default", "pytorch-fid tuned"], args.tol)
-        t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)  # fills the cache
-        t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)
-        print(f"  gencli with a warm statistics cache (for information): {t_warm:.1f} s, FID {json.loads(out)['fid']:.6f}")
+        if not args.skip_pytorch_fid:
+            print("\n## pytorch-fid mode", flush=True)
+            times, values = rounds({"gencli": gencli_run(),
+                                    "pytorch-fid default": pfid_run([], env),
+                                    "pytorch-fid tuned": pfid_run(["--batch-size", "8", "--num-workers", "0"],
+                                                                  tuned_env)},
+                                   args.repeats)
+            ok &= report(times, values, "gencli", ["pytorch-fid default", "pytorch-fid tuned"], args.tol)
+            t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)  # fills the cache
+            t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)
+            print(f"  gencli with a warm statistics cache (for information): {t_warm:.1f} s, "
+                  f"FID {json.loads(out)['fid']:.6f}")
         if not args.skip_fidelity:
             def fidelity_run(extra, e):
                 code = SHIM.format(root=str(ROOT)) + (
@@ -226,6 +232,8 @@ def main() -> int:
                                    args.repeats)
             ok &= report(times, values, "gencli tf", ["torch-fidelity default", "torch-fidelity tuned"], args.tol)
 
+    if args.skip_frechet:
+        return 0 if ok else 1
     # the Frechet-distance step alone, 2048-d
     rng = np.random.default_rng(0)
     d = 2048
