@@ -1,23 +1,38 @@
 """Benchmark: `gencli evaluate fid` against pytorch-fid's CLI and torch-fidelity's CLI, end to end.
 
-Same folders of images, same Inception weights, one run. Each tool runs in a fresh process
-(start-up, imports, decoding, network, statistics, Frechet distance: what a user waits for):
+Same folders of images, same Inception weights file. Each run is a fresh process (start-up,
+imports, weights loading, decoding, network, statistics, Frechet distance: what a user waits for).
 
-* gencli ``evaluate fid A B`` (cold statistics cache; the warm, cached run is printed too),
-* pytorch-fid ``python -m pytorch_fid A B`` (its own defaults: batch 50, DataLoader workers),
-* gencli ``evaluate fid A B --preprocess tf`` and torch-fidelity ``fidelity --fid --cpu``,
+Rules (issue 15): every contender at its own best settings, each anchor both at its defaults and
+tuned (the ratio is against the FASTER of the two); one untimed warm-up run each (also warms the
+page cache); ``--repeats`` rounds, interleaved, the order alternating every round; medians; the
+FID values ASSERTED equal within ``--tol`` (relative) before any ratio prints (exit 1 otherwise).
 
-then the Frechet-distance step alone on 2048-d covariances: gencli's eigh-based
-``frechet_distance`` against pytorch-fid's ``calculate_frechet_distance`` (scipy ``sqrtm``).
-Prints seconds, ratios and the FID values side by side.
+pytorch-fid mode (default preprocessing):
+  gencli               ``gencli evaluate fid A B --weights pt_inception...pth --no-cache``: starts
+                       from the same .pth file as the anchors (its conversion is inside the time),
+                       no statistics cache; its defaults (batch 8 on the CPU, allocator tuning)
+  pytorch-fid default  ``python -m pytorch_fid A B --device cpu`` (batch 50, DataLoader workers =
+                       min(CPUs, 8), which oversubscribe 2 cores)
+  pytorch-fid tuned    the same with ``--batch-size 8 --num-workers 0`` and gencli's allocator
+                       tuning as environment variables (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)
+torch-fidelity mode (``--preprocess tf``):
+  gencli tf            as above with ``--preprocess tf``
+  torch-fidelity default  ``fidelity --fid --cpu --no-cache`` (batch 64, 4 DataLoader workers)
+  torch-fidelity tuned    the same with ``--batch-size 8 --save-cpu-ram`` (no workers) + allocator env
+The warm statistics cache of gencli is timed once, for information (no ratio).
+
+Then the Frechet-distance step alone on 2048-d covariances: gencli's eigh-based
+``frechet_distance`` against pytorch-fid's ``calculate_frechet_distance`` (scipy ``sqrtm``), same
+rules (warm-up, alternating order, values asserted equal).
 
 The real FID weights cannot be downloaded here: a random-weight network is saved in
 pytorch-fid's own ``.pth`` layout (put in a private torch hub cache under the official file name,
 so pytorch-fid loads it unmodified; torch-fidelity gets ``--feature-extractor-weights-path``;
-gencli gets the same file through ``--weights``, converted once). Speed does not depend on the
-values of the weights.
+gencli gets ``--weights`` with the same file). Speed does not depend on the values of the weights.
 
-Usage: ``python bench/fid_vs_anchors.py [-n 2000] [--jpeg] [--skip-fidelity] [--work DIR]``
+Usage: ``python bench/fid_vs_anchors.py [-n 2000] [--repeats 3] [--jpeg] [--skip-pytorch-fid]
+[--skip-fidelity] [--skip-frechet] [--skip-e2e] [--tol 1e-4] [--work DIR]``
 (the anchors are imported from ``$GENCLI_ANCHORS`` or ``.anchors/``: ``make anchors``).
 """
 
@@ -73,15 +88,61 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str, str]:
     return dt, p.stdout, p.stderr
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def rounds(contenders: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """One untimed warm-up each, then ``repeats`` rounds in alternating order; (times, last values)."""
+    values = {name: fn()[1] for name, fn in contenders.items()}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t, values[name] = contenders[name]()
+            times[name].append(t)
+            print(f"  round {r + 1} {name:24s} {t:8.1f} s  FID {values[name]:.6f}", flush=True)
+    return times, values
+
+
+def report(times: dict[str, list[float]], values: dict[str, float], ours: str, anchors: list[str],
+           tol: float) -> bool:
+    """Assert the values, then print the table (ratio: best anchor time / this time)."""
+    ref = values[anchors[0]]
+    bad = [n for n in values if not abs(values[n] - ref) <= tol * abs(ref)]
+    for n in values:
+        print(f"  {n:24s} FID {values[n]:.9f}  rel diff to {anchors[0]}: {abs(values[n] - ref) / abs(ref):.1e}"
+              f" (asserted <= {tol:g})")
+    if bad:
+        print(f"VALUES DIFFER beyond --tol {tol:g}: {', '.join(bad)}; no ratios printed", file=sys.stderr)
+        return False
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    best = min(anchors, key=med.get)
+    print(f"  {'contender':24s} {'median s':>9s} {'min..max':>15s} {'ratio vs ' + best:>28s}")
+    for n in times:
+        print(f"  {n:24s} {med[n]:9.1f} {min(times[n]):7.1f}..{max(times[n]):<7.1f} {med[best] / med[n]:28.2f}")
+    print(f"  => gencli {med[best] / med[ours]:.2f}x the faster {best.split()[0]} run ({best})", flush=True)
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=2000, help="images per folder")
     ap.add_argument("--jpeg", action="store_true", help="random-size colour JPEGs instead of Fashion-MNIST PNGs")
     ap.add_argument("--work", default=None, help="folder for images/weights (default: a temp folder)")
     ap.add_argument("--skip-fidelity", action="store_true", help="skip the tf-mode / torch-fidelity pair")
+    ap.add_argument("--skip-pytorch-fid", action="store_true", help="skip the pytorch-fid-mode end-to-end runs")
+    ap.add_argument("--skip-frechet", action="store_true", help="skip the Frechet-distance-step timing")
     ap.add_argument("--skip-e2e", action="store_true", help="only time the Frechet-distance step")
     ap.add_argument("--dims", type=int, default=2048)
-    ap.add_argument("--repeat", type=int, default=3, help="timings of the Frechet step (interleaved)")
+    ap.add_argument("--repeats", "--repeat", type=int, default=3, help="timed rounds (after one warm-up)")
+    ap.add_argument("--tol", type=float, default=1e-4, help="relative FID difference asserted")
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -89,6 +150,7 @@ def main() -> int:
 
     from gencli.metrics.stats import frechet_distance
     from gencli.metrics.testing import import_anchors, random_inception_state, save_pth
+    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
 
     pfid, _ = import_anchors()
     work = Path(args.work or tempfile.mkdtemp(prefix="gencli-bench-"))
@@ -101,60 +163,77 @@ def main() -> int:
     fake = write_images(work / f"{kind}-{args.n}-b", args.n, "test", args.jpeg, 1)
     env = dict(os.environ, TORCH_HOME=str(torch_home), HF_HUB_OFFLINE="1", GENCLI_OFFLINE="1",
                GENCLI_CACHE=str(work / "gencli-cache"), PYTHONPATH=str(ROOT))
-    anchors = os.environ.get("GENCLI_ANCHORS")
-    if anchors:
-        env["GENCLI_ANCHORS"] = anchors
+    for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        env.pop(k, None)
+    tuned_env = dict(env, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+    anchors_dir = os.environ.get("GENCLI_ANCHORS")
+    if anchors_dir:
+        env["GENCLI_ANCHORS"] = tuned_env["GENCLI_ANCHORS"] = anchors_dir
     py = sys.executable
     print(f"{args.n} + {args.n} {'random-size JPEGs' if args.jpeg else 'Fashion-MNIST PNGs'}, dims {args.dims}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}",
+          f"{os.cpu_count()} CPUs ({cpu_name()}), torch {torch.__version__}; load average "
+          f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}; {args.repeats} rounds after a warm-up",
           flush=True)
 
-    rows = []
+    ok = True
     if not args.skip_e2e:
-        # convert once so that every gencli run (cold stats cache) starts from the same file
-        from gencli.convert.fid_inception import convert_fid_inception
+        gencli = [py, "-m", "gencli", "evaluate", "fid", str(real), str(fake), "--weights", str(pth),
+                  "--dims", str(args.dims), "--json", "--quiet", "--no-cache"]
 
-        st = work / "fid_inception.safetensors"
-        if not st.exists():
-            convert_fid_inception(pth, st)
-        gencli = [py, "-m", "gencli", "evaluate", "fid", str(real), str(fake), "--weights", str(st),
-                  "--dims", str(args.dims), "--json", "--quiet"]
-        import shutil
+        def gencli_run(extra=()):
+            def fn():
+                t, out, _ = run(gencli + list(extra), env)
+                return t, json.loads(out)["fid"]
+            return fn
 
-        shutil.rmtree(work / "gencli-cache", ignore_errors=True)
-        t_g, out, _ = run(gencli, env)
-        fid_g = json.loads(out)["fid"]
-        print(f"gencli (pytorch-fid mode, cold cache): {t_g:8.1f} s  FID {fid_g:.6f}", flush=True)
-        t_gw, out, _ = run(gencli, env)
-        print(f"gencli (warm statistics cache):        {t_gw:8.1f} s  FID {json.loads(out)['fid']:.6f}", flush=True)
-        code = SHIM.format(root=str(ROOT)) + (
-            "from pytorch_fid.fid_score import main; "
-            f"sys.argv = ['pytorch_fid', {str(real)!r}, {str(fake)!r}, '--device', 'cpu', '--dims', '{args.dims}']; "
-            "main()")
-        t_p, out, _ = run([py, "-c", code], env)
-        m = re.search(r"FID:\s+([-0-9.eE+naif]+)", out)
-        fid_p = float(m.group(1)) if m else float("nan")
-        print(f"pytorch-fid CLI:                       {t_p:8.1f} s  FID {fid_p:.6f}", flush=True)
-        rows.append(("pytorch-fid", t_p, t_g, fid_p, fid_g))
-        if not args.skip_fidelity:
-            shutil.rmtree(work / "gencli-cache", ignore_errors=True)
-            t_gt, out, _ = run(gencli + ["--preprocess", "tf"], env)
-            fid_gt = json.loads(out)["fid"]
-            print(f"gencli --preprocess tf (cold cache):   {t_gt:8.1f} s  FID {fid_gt:.6f}", flush=True)
-            layer = str(args.dims)
+        def pfid_run(extra, e):
             code = SHIM.format(root=str(ROOT)) + (
-                "from torch_fidelity.fidelity import main; "
-                f"sys.argv = ['fidelity', '--fid', '--cpu', '--json', '--no-cache', '--input1', {str(real)!r}, "
-                f"'--input2', {str(fake)!r}, '--feature-extractor-weights-path', {str(pth)!r}, "
-                f"'--feature-layer-fid', '{layer}', '--samples-find-ext', 'png,jpg,jpeg', '--silent']; main()")
-            try:
-                t_f, out, _ = run([py, "-c", code], env)
-            except SystemExit:  # older/newer CLIs without --silent
-                t_f, out, _ = run([py, "-c", code.replace(", '--silent'", "")], env)
-            fid_f = json.loads(out[out.index("{"):])["frechet_inception_distance"]
-            print(f"torch-fidelity CLI:                    {t_f:8.1f} s  FID {fid_f:.6f}", flush=True)
-            rows.append(("torch-fidelity", t_f, t_gt, fid_f, fid_gt))
+                "from pytorch_fid.fid_score import main; "
+                f"sys.argv = ['pytorch_fid', {str(real)!r}, {str(fake)!r}, '--device', 'cpu', '--dims', '{args.dims}'"
+                + "".join(f", {x!r}" for x in extra) + "]; main()")
 
+            def fn():
+                t, out, _ = run([py, "-c", code], e)
+                m = re.search(r"FID:\s+([-0-9.eE+naif]+)", out)
+                return t, float(m.group(1)) if m else float("nan")
+            return fn
+
+        if not args.skip_pytorch_fid:
+            print("\n## pytorch-fid mode", flush=True)
+            times, values = rounds({"gencli": gencli_run(),
+                                    "pytorch-fid default": pfid_run([], env),
+                                    "pytorch-fid tuned": pfid_run(["--batch-size", "8", "--num-workers", "0"],
+                                                                  tuned_env)},
+                                   args.repeats)
+            ok &= report(times, values, "gencli", ["pytorch-fid default", "pytorch-fid tuned"], args.tol)
+            t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)  # fills the cache
+            t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)
+            print(f"  gencli with a warm statistics cache (for information): {t_warm:.1f} s, "
+                  f"FID {json.loads(out)['fid']:.6f}")
+        if not args.skip_fidelity:
+            def fidelity_run(extra, e):
+                code = SHIM.format(root=str(ROOT)) + (
+                    "from torch_fidelity.fidelity import main; "
+                    f"sys.argv = ['fidelity', '--fid', '--cpu', '--json', '--no-cache', '--input1', {str(real)!r}, "
+                    f"'--input2', {str(fake)!r}, '--feature-extractor-weights-path', {str(pth)!r}, "
+                    f"'--feature-layer-fid', '{args.dims}', '--samples-find-ext', 'png,jpg,jpeg', '--silent'"
+                    + "".join(f", {x!r}" for x in extra) + "]; main()")
+
+                def fn():
+                    t, out, _ = run([py, "-c", code], e)
+                    return t, json.loads(out[out.index("{"):])["frechet_inception_distance"]
+                return fn
+
+            print("\n## torch-fidelity mode (--preprocess tf)", flush=True)
+            times, values = rounds({"gencli tf": gencli_run(["--preprocess", "tf"]),
+                                    "torch-fidelity default": fidelity_run([], env),
+                                    "torch-fidelity tuned": fidelity_run(["--batch-size", "8", "--save-cpu-ram"],
+                                                                         tuned_env)},
+                                   args.repeats)
+            ok &= report(times, values, "gencli tf", ["torch-fidelity default", "torch-fidelity tuned"], args.tol)
+
+    if args.skip_frechet:
+        return 0 if ok else 1
     # the Frechet-distance step alone, 2048-d
     rng = np.random.default_rng(0)
     d = 2048
@@ -163,28 +242,20 @@ def main() -> int:
         b = rng.standard_normal((d, d)) / np.sqrt(d)
         mats.append(b @ b.T + 0.01 * np.eye(d))
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
-    times_ours, times_ref = [], []
-    for _ in range(max(1, args.repeat)):  # interleaved, so that a change of machine load hits both
-        t = time.perf_counter()
-        ours = frechet_distance(mu1, mats[0], mu2, mats[1])
-        times_ours.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ref = pfid.calculate_frechet_distance(mu1, mats[0], mu2, mats[1])
-        times_ref.append(time.perf_counter() - t)
-    t_ours, t_ref = float(np.median(times_ours)), float(np.median(times_ref))
-    ratios = ", ".join(f"{r / o:.1f}x" for o, r in zip(times_ours, times_ref))
-    print(f"Frechet distance 2048-d (median of {len(times_ours)}): gencli {t_ours:.2f} s, pytorch-fid sqrtm "
-          f"{t_ref:.2f} s ({t_ref / t_ours:.1f}x; each run: {ratios}); values {ours:.9f} vs {ref:.9f} "
-          f"(rel diff {abs(ours - ref) / abs(ref):.1e})")
+    step = {"gencli frechet_distance": lambda: frechet_distance(mu1, mats[0], mu2, mats[1]),
+            "pytorch-fid sqrtm": lambda: float(pfid.calculate_frechet_distance(mu1, mats[0], mu2, mats[1]))}
 
-    if rows:
-        print()
-        print(f"{'anchor':<16}{'anchor s':>10}{'gencli s':>10}{'speed-up':>10}{'FID anchor':>16}{'FID gencli':>16}"
-              f"{'rel diff':>10}")
-        for name, ta, tg, fa, fg in rows:
-            rel = abs(fa - fg) / max(abs(fa), 1e-12)
-            print(f"{name:<16}{ta:>10.1f}{tg:>10.1f}{ta / tg:>9.2f}x{fa:>16.6f}{fg:>16.6f}{rel:>10.1e}")
-    return 0
+    def timed(fn):
+        def run_it():
+            t = time.perf_counter()
+            v = fn()
+            return time.perf_counter() - t, v
+        return run_it
+
+    print("\n## Frechet distance alone, 2048-d, full-rank covariances", flush=True)
+    times, values = rounds({k: timed(f) for k, f in step.items()}, max(1, args.repeats))
+    ok &= report(times, values, "gencli frechet_distance", ["pytorch-fid sqrtm"], args.tol)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
+from references import PREFIX, strict
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,3 +30,26 @@ def interactive_signals():
     yield
     for s, h in saved.items():
         signal.signal(s, h)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line saying how many tests skipped because a reference (diffusers, scipy, pytorch-fid,
+    torch-fidelity) is missing; under CI / GENCLI_REQUIRE_ANCHORS=1 those are errors instead."""
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if PREFIX in reason:
+            what = reason.split(PREFIX, 1)[1].split("(", 1)[0].strip()
+            missing[what] = missing.get(what, 0) + 1
+    if missing:
+        detail = ", ".join(f"{what}: {n}" for what, n in sorted(missing.items()))
+        terminalreporter.write_line(
+            f"REFERENCES MISSING: {sum(missing.values())} comparison tests/modules skipped ({detail}); "
+            "these claims were NOT checked. `make install` installs them; CI=true or "
+            "GENCLI_REQUIRE_ANCHORS=1 makes this an error.", yellow=True, bold=True)
+    elif strict():
+        errors = sum(PREFIX in str(r.longrepr) for key in ("error", "failed")
+                     for r in terminalreporter.stats.get(key, []))
+        terminalreporter.write_line(
+            f"references required (CI / GENCLI_REQUIRE_ANCHORS=1): {errors} missing (errors above)" if errors
+            else "references required (CI / GENCLI_REQUIRE_ANCHORS=1): none missing", red=bool(errors))

@@ -19,9 +19,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from cli_support import TINY_OVERRIDES, _isolated, cli, make_tiny_checkpoint  # noqa: F401
-from test_translation_networks import official_resnet_sd, official_unet_sd
+from translation_support import official_resnet_sd, official_unet_sd
 
-from gencli import formats
+from gencli import formats, registry
 from gencli.convert.torchfile import load_torch_file
 from gencli.errors import InputError, UsageError
 
@@ -240,6 +240,7 @@ def _via_diffusers_bin(tmp_path, marker):
     return folder / "diffusion_pytorch_model.bin", [
         lambda: formats.read_checkpoint(folder, "ddpm"),
         lambda: formats.convert("diffusers", str(folder), tmp_path / "o.safetensors"),
+        lambda: registry.load_model("ddpm", weights=str(folder)),  # `gencli sample ddpm --weights FOLDER`
     ]
 
 
@@ -287,6 +288,12 @@ def test_convert_cli_refuses_pickled_code(capsysbinary, tmp_path):
     for kind in ("cyclegan", "pix2pix", "fid-inception", "vgg16"):
         cli(capsysbinary, "convert", kind, str(path), "-o", "o.safetensors").assert_error(1, "refusing to load")
     assert not marker.exists() and not Path("o.safetensors").exists()
+    folder = _diffusers_folder(tmp_path / "unet", weights="bin")
+    _evil(folder / "diffusion_pytorch_model.bin", marker)
+    cli(capsysbinary, "convert", "diffusers", str(folder), "-o", "o.safetensors").assert_error(1, "refusing to load")
+    cli(capsysbinary, "sample", "ddpm", "--weights", str(folder), "-n", "1", "-o", "s.png").assert_error(
+        1, "refusing to load")
+    assert not marker.exists() and not Path("o.safetensors").exists() and not Path("s.png").exists()
 
 
 def test_truncated_and_foreign_files_are_one_line_errors(tmp_path):
@@ -320,6 +327,15 @@ def test_npz_object_arrays_are_refused(tmp_path):
         load_stats(path)
     assert not marker.exists(), "pickled code ran"
     assert "\n" not in str(e.value) and "stats.npz" in str(e.value)
+
+
+def test_evaluate_cli_refuses_npz_object_arrays(capsysbinary, tmp_path):
+    marker = tmp_path / "PWNED"
+    np.savez(tmp_path / "evil.npz", mu=np.array([_Pwn(marker)], dtype=object), sigma=np.eye(1))
+    np.savez(tmp_path / "good.npz", mu=np.zeros(1), sigma=np.eye(1))
+    cli(capsysbinary, "evaluate", "fid", str(tmp_path / "evil.npz"), str(tmp_path / "good.npz")).assert_error(
+        1, "refusing to load")
+    assert not marker.exists(), "pickled code ran"
 
 
 # --- the code base: one reader, no unpickling elsewhere -------------------------------------------

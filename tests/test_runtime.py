@@ -51,8 +51,13 @@ def test_tuned_allocator_reuses_freed_blocks_instead_of_faulting_in_new_pages():
     assert on
     off, untuned = probe(GENCLI_NO_MALLOPT="1")
     assert not off
-    assert untuned > 1000  # page faults per forward pass: measured 1,500-7,400
-    assert tuned < untuned / 10  # measured 0-260
+    # Page faults per forward pass. Absolute counts depend on the machine (glibc version, its
+    # dynamic mmap threshold, page size): measured 1,500-7,400 untuned and 0-260 tuned on the
+    # 2-core AMD EPYC dev VM (2026-11/12). What must hold anywhere: without tuning there IS
+    # something to save (the big activations are mmapped and faulted in again every pass), and
+    # the tuning removes most of it.
+    assert untuned >= 100, f"untuned run faulted only {untuned} pages: nothing for the tuning to remove here"
+    assert tuned <= untuned / 4, (tuned, untuned)
 
 
 @glibc

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hubserver import FakeHub, use_fake_hub
 from cli_support import _isolated, cli, png_size, tiny_uncond  # noqa: F401
+from references import require
 
 
 def test_models_json_lists_families_and_checkpoints(capsysbinary):
@@ -99,8 +100,7 @@ def _converter_or_skip():
         pytest.skip("gencli.convert.diffusers is not in this build yet")
     if not callable(getattr(module, "convert", None)):
         pytest.skip("gencli.convert.diffusers has no convert() yet")
-    if importlib.util.find_spec("diffusers") is None:
-        pytest.skip("diffusers is not installed")
+    require("diffusers")
 
 
 def test_convert_diffusers_folder(capsysbinary, tmp_path):

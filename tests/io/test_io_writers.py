@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 
 import numpy as np
@@ -182,3 +183,52 @@ def test_roundtrip_exact_uint8(tmp_path):
     for i, p in enumerate(written):
         with Image.open(p) as im:
             assert np.array_equal(np.asarray(im).transpose(2, 0, 1), u[i].numpy())
+
+
+def _durability_log(monkeypatch):
+    """Record fsync calls (which inode, file or folder) and renames, in order, while still doing them."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync", st.st_ino, "dir" if stat.S_ISDIR(st.st_mode) else "file", st.st_size))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino, str(src), str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def _assert_durable(events, target):
+    """The temporary file's data is fsynced BEFORE it is renamed over ``target``, with its full
+    contents, and the folder is fsynced after the rename (temp file, fsync, rename, fsync dir)."""
+    renames = [i for i, e in enumerate(events) if e[0] == "replace" and e[3] == str(target)]
+    assert len(renames) == 1, events
+    i = renames[0]
+    ino = events[i][1]
+    synced = [e for e in events[:i] if e[0] == "fsync" and e[1] == ino and e[2] == "file"]
+    assert synced, f"the temporary file was not fsynced before the rename: {events}"
+    assert synced[-1][3] == target.stat().st_size  # synced after it was completely written
+    assert any(e[0] == "fsync" and e[2] == "dir" for e in events[i + 1:]), "folder not fsynced after the rename"
+
+
+def test_atomic_writes_fsync_the_data_before_the_rename(tmp_path, monkeypatch):
+    from gencli.checkpoints import save_checkpoint
+
+    events = _durability_log(monkeypatch)
+    target = tmp_path / "f.bin"
+    atomic_write_bytes(target, b"x" * 1000)
+    _assert_durable(events, target)
+    events.clear()
+    ck = tmp_path / "m.safetensors"
+    save_checkpoint(ck, {"w": torch.zeros(4)}, {"family": "a"})
+    _assert_durable(events, ck)
+    events.clear()
+    png = tmp_path / "one.png"
+    write_image_file(_batch(1)[0], png)
+    _assert_durable(events, png)

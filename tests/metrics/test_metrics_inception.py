@@ -107,7 +107,15 @@ def test_convert_roundtrip(tmp_path, state, reference, small_input, reference_ou
 def test_convert_accepts_wrappers_and_prefix(tmp_path, state):
     wrapped = {"state_dict": {"module." + k: v for k, v in state.items()}}
     pth = save_pth(wrapped, tmp_path / "wrapped.pth")
-    convert_fid_inception(pth, tmp_path / "w.safetensors")
+    out = convert_fid_inception(pth, tmp_path / "w.safetensors")
+    plain = convert_fid_inception(save_pth(state, tmp_path / "plain.pth"), tmp_path / "p.safetensors")
+    from safetensors.torch import load_file
+
+    got, want = load_file(str(out)), load_file(str(plain))
+    assert set(got) == set(want) and not any(k.startswith(("module.", "state_dict")) for k in got)
+    assert all(torch.equal(got[k], want[k]) for k in want)  # the same tensors as the unwrapped file
+    kept = [k for k in state if not k.endswith("num_batches_tracked")]
+    assert all(torch.equal(got[k], state[k]) for k in kept)  # and those are the file's own weights
 
 
 def test_convert_wrong_network(tmp_path, state):

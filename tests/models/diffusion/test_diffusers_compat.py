@@ -1,5 +1,6 @@
 """gencli against diffusers itself: diffusers folders load through the registry and give the same
-network outputs and the same DDPM/DDIM samples (skipped when diffusers is not installed)."""
+network outputs and the same DDPM/DDIM samples (skipped when diffusers is not installed;
+an error under CI or GENCLI_REQUIRE_ANCHORS=1)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from references import require
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = require("diffusers", module_level=True)
 
 from gencli import registry  # noqa: E402
 from gencli.convert.diffusers import convert, load_diffusers  # noqa: E402
@@ -86,11 +88,12 @@ def test_ddim_eta0_matches_ddim_pipeline(small):
     pipe = diffusers.DDIMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     want = pipe(batch_size=2, generator=gen(7), eta=0.0, num_inference_steps=12, output_type="pt").images
-    got = model.sample(2, gen(7), sampler="ddim", steps=12, eta=0.0)
-    assert (got / 2 + 0.5 - want).abs().max() < 1e-3
-    with model.unet.fast_inference():
-        fast = model.sample(2, gen(7), sampler="ddim", steps=12, eta=0.0)
-    assert (fast / 2 + 0.5 - want).abs().max() < 1e-3
+    # README's figure: within 1e-4 (measured 1.9e-5..4.8e-5 plain, 2.8e-5..6.3e-5 fast, seeds 7-9,
+    # 12 and 50 steps, on this 2-core AMD EPYC VM, 2026-12)
+    plain = model.sample(2, gen(7), sampler="ddim", steps=12, eta=0.0, fast=False)
+    assert (plain / 2 + 0.5 - want).abs().max() < 1e-4
+    fast = model.sample(2, gen(7), sampler="ddim", steps=12, eta=0.0)  # fast=True is the default
+    assert (fast / 2 + 0.5 - want).abs().max() < 1e-4
 
 
 def test_ddpm_ancestral_sampling_matches_ddpm_pipeline(small):

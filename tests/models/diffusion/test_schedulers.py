@@ -8,6 +8,8 @@ import itertools
 import pytest
 import torch
 
+from references import require
+
 from gencli.models.diffusion.schedulers import DDIMSampler, DDPMSampler, NoiseSchedule
 
 SCHEDULES = {"linear": {"beta_schedule": "linear"},
@@ -18,7 +20,7 @@ SHAPE = (2, 3, 8, 8)
 
 @pytest.fixture(scope="module")
 def diffusers():
-    return pytest.importorskip("diffusers")
+    return require("diffusers")
 
 
 def gen(seed: int) -> torch.Generator:
@@ -91,19 +93,30 @@ def test_ddim_steps_match_diffusers_for_leading_spacing(diffusers, schedule, pre
 
 
 # --- the formulas (no diffusers needed) -------------------------------------------------------
-def ddim_reference(schedule: NoiseSchedule, t: int, prev: int, out, x, eta, noise):
-    """DDIM (Song et al. 2021, eq. 12) in float64 with the true previous timestep."""
-    a = schedule.alphas_cumprod.double()
-    abar, abar_prev = a[t], (a[prev] if prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
-    x, out = x.double(), out.double()
+def _x0_eps(schedule: NoiseSchedule, abar, out, x):
     if schedule.prediction_type == "epsilon":
-        x0, eps = (x - (1 - abar).sqrt() * out) / abar.sqrt(), out
-    elif schedule.prediction_type == "sample":
-        x0, eps = out, (x - abar.sqrt() * out) / (1 - abar).sqrt()
-    else:
-        x0, eps = abar.sqrt() * x - (1 - abar).sqrt() * out, abar.sqrt() * out + (1 - abar).sqrt() * x
+        return (x - (1 - abar).sqrt() * out) / abar.sqrt(), out
+    if schedule.prediction_type == "sample":
+        return out, (x - abar.sqrt() * out) / (1 - abar).sqrt()
+    return abar.sqrt() * x - (1 - abar).sqrt() * out, abar.sqrt() * out + (1 - abar).sqrt() * x
+
+
+def _abars(schedule: NoiseSchedule, t: int, prev: int):
+    a = schedule.alphas_cumprod.double()
+    return a[t], (a[prev] if prev >= 0 else torch.tensor(1.0, dtype=torch.float64))
+
+
+def ddim_reference(schedule: NoiseSchedule, t: int, prev: int, out, x, eta, noise, clipped_eps=False):
+    """DDIM (Song et al. 2021, eq. 12) in float64 with the true previous timestep. ``clipped_eps``:
+    eps re-derived from the clipped x0 at the CURRENT noise level, eps = (x_t - sqrt(abar_t) x0) /
+    sqrt(1 - abar_t) (diffusers' use_clipped_model_output)."""
+    abar, abar_prev = _abars(schedule, t, prev)
+    x, out = x.double(), out.double()
+    x0, eps = _x0_eps(schedule, abar, out, x)
     if schedule.clip_sample:
         x0 = x0.clamp(-1, 1)
+    if clipped_eps:
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
     sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
     prev_x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma ** 2).clamp(min=0).sqrt() * eps
     return prev_x + sigma * noise.double() if eta > 0 else prev_x
@@ -123,6 +136,62 @@ def test_ddim_uses_the_true_previous_timestep(spacing, prediction, eta):
         x, out, noise = (torch.randn(SHAPE, generator=data) for _ in range(3))
         got = sampler.step(i, out, x, noise if sampler.needs_noise(i) else None)
         close(got.double(), ddim_reference(schedule, s.t, s.prev_t, out, x, eta, noise), f"step {i}", 1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_ddim_clipped_eps_follows_the_closed_form(prediction, eta):
+    """The guided-sampling path (clipped_eps) against the formula, without diffusers. The data
+    make x0 fall outside [-1, 1] at most steps, so the clipped x0 and the re-derived eps matter."""
+    schedule = ours("linear", prediction_type=prediction, clip_sample=True)
+    sampler = DDIMSampler(schedule, 10, "leading", eta=eta, clipped_eps=True)
+    data = gen(5)
+    clipped = 0
+    for i, s in enumerate(sampler.steps):
+        x, out, noise = (2 * torch.randn(SHAPE, generator=data) for _ in range(3))
+        x0, _ = _x0_eps(schedule, _abars(schedule, s.t, s.prev_t)[0], out.double(), x.double())
+        clipped += int((x0.abs() > 1).any())
+        got = sampler.step(i, out, x, noise if sampler.needs_noise(i) else None)
+        want = ddim_reference(schedule, s.t, s.prev_t, out, x, eta, noise, clipped_eps=True)
+        close(got.double(), want, f"step {i} (t={s.t})", 1e-5)
+    assert clipped >= 5  # the clipped branch was exercised
+
+
+def ddpm_reference(schedule: NoiseSchedule, variance: str, t: int, prev: int, out, x, noise):
+    """One ancestral DDPM step (Ho et al. 2020, eqs. 6-7) in float64, as ANCHORS.md states it:
+    posterior mean from the (clipped) x0; variance fixed_small = (1-abar')/(1-abar) beta_t,
+    fixed_large = beta_t (beta_t = 1 - abar_t/abar_prev between the sampled steps); no noise at t=0."""
+    abar, abar_prev = _abars(schedule, t, prev)
+    x, out = x.double(), out.double()
+    beta = 1 - abar / abar_prev
+    x0, _ = _x0_eps(schedule, abar, out, x)
+    if schedule.clip_sample:
+        x0 = x0.clamp(-1, 1)
+    mean = abar_prev.sqrt() * beta / (1 - abar) * x0 + (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar) * x
+    if t == 0:
+        return mean
+    var = beta if variance == "fixed_large" else (1 - abar_prev) / (1 - abar) * beta
+    return mean + var.sqrt() * noise.double()
+
+
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("clip", [True, False], ids=["clip", "noclip"])
+def test_ddpm_steps_follow_the_closed_form(variance, prediction, clip):
+    """Both variance types against the formula, without diffusers (10 of 1000 steps, so beta_t
+    between sampled steps is large and fixed_large differs from fixed_small by up to 1.0 in std)."""
+    schedule = ours("linear", prediction_type=prediction, clip_sample=clip, variance_type=variance)
+    sampler = DDPMSampler(schedule, 10, "leading")
+    assert sampler.variance_type == variance
+    data = gen(6)
+    for i, s in enumerate(sampler.steps):
+        x, out, noise = (torch.randn(SHAPE, generator=data) for _ in range(3))
+        assert sampler.needs_noise(i) == (s.t > 0)
+        got = sampler.step(i, out, x, noise if sampler.needs_noise(i) else None)
+        close(got.double(), ddpm_reference(schedule, variance, s.t, s.prev_t, out, x, noise), f"step {i} (t={s.t})", 1e-5)
+    # and the sampler's own argument overrides the schedule's
+    assert DDPMSampler(ours("linear", variance_type="fixed_small"), 10, variance_type="fixed_large").variance_type \
+        == "fixed_large"
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)

@@ -15,7 +15,7 @@ from gencli import registry
 from gencli.convert.official_download import MIRROR_ENV, converted_path
 from gencli.errors import InputError, WeightsNotFound
 from hubserver import FakeHub, use_fake_hub
-from test_translation_networks import official_resnet_sd, official_unet_sd
+from translation_support import official_resnet_sd, official_unet_sd
 
 
 def pth_bytes(sd) -> bytes:

@@ -18,97 +18,11 @@ from gencli.models.translation.cyclegan import CycleGAN
 from gencli.models.gan.discriminators import build_discriminator
 from gencli.models.translation.networks import build_generator
 from gencli.models.translation.pix2pix import Pix2Pix
+from translation_support import _rand, official_resnet_sd, official_unet_sd  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------
 # Official-layout state dicts, built from the published key description (not from our modules)
-# ------------------------------------------------------------------------------------------
-
-
-def _rand(g, *shape, std=0.1):
-    return torch.randn(*shape, generator=g) * std
-
-
-def _norm_entries(sd, key, c, norm, g, legacy):
-    """Norm layer `key`: BatchNorm params + stats, or (instance norm) nothing / legacy stats."""
-    if norm == "batch":
-        sd[f"{key}.weight"] = 1 + _rand(g, c)
-        sd[f"{key}.bias"] = _rand(g, c)
-        sd[f"{key}.running_mean"] = _rand(g, c)
-        sd[f"{key}.running_var"] = 0.5 + torch.rand(c, generator=g)
-        sd[f"{key}.num_batches_tracked"] = torch.tensor(7)
-    elif legacy:
-        sd[f"{key}.running_mean"] = torch.zeros(c)
-        sd[f"{key}.running_var"] = torch.ones(c)
-        if legacy == "0.4":
-            sd[f"{key}.num_batches_tracked"] = torch.tensor(0)
-
-
-def official_resnet_sd(ngf=8, n_blocks=9, in_nc=3, out_nc=3, norm="instance", dropout=False,
-                       legacy=None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    bias = norm == "instance"
-    sd = {}
-
-    def conv(key, cin, cout, k, transposed=False, with_bias=bias):
-        sd[f"{key}.weight"] = _rand(g, *((cin, cout) if transposed else (cout, cin)), k, k)
-        if with_bias:
-            sd[f"{key}.bias"] = _rand(g, cout)
-
-    conv("model.1", in_nc, ngf, 7)
-    _norm_entries(sd, "model.2", ngf, norm, g, legacy)
-    conv("model.4", ngf, 2 * ngf, 3)
-    _norm_entries(sd, "model.5", 2 * ngf, norm, g, legacy)
-    conv("model.7", 2 * ngf, 4 * ngf, 3)
-    _norm_entries(sd, "model.8", 4 * ngf, norm, g, legacy)
-    c2 = 6 if dropout else 5
-    for i in range(n_blocks):
-        b = f"model.{10 + i}.conv_block"
-        conv(f"{b}.1", 4 * ngf, 4 * ngf, 3)
-        _norm_entries(sd, f"{b}.2", 4 * ngf, norm, g, legacy)
-        conv(f"{b}.{c2}", 4 * ngf, 4 * ngf, 3)
-        _norm_entries(sd, f"{b}.{c2 + 1}", 4 * ngf, norm, g, legacy)
-    u = 10 + n_blocks
-    conv(f"model.{u}", 4 * ngf, 2 * ngf, 3, transposed=True)
-    _norm_entries(sd, f"model.{u + 1}", 2 * ngf, norm, g, legacy)
-    conv(f"model.{u + 3}", 2 * ngf, ngf, 3, transposed=True)
-    _norm_entries(sd, f"model.{u + 4}", ngf, norm, g, legacy)
-    conv(f"model.{u + 7}", ngf, out_nc, 7, with_bias=True)
-    return sd
-
-
-def official_unet_sd(ngf=4, num_downs=6, in_nc=3, out_nc=3, norm="batch", legacy=None, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    bias = norm == "instance"
-    sd = {}
-
-    def conv(key, cin, cout, transposed=False, with_bias=bias):
-        sd[f"{key}.weight"] = _rand(g, *((cin, cout) if transposed else (cout, cin)), 4, 4)
-        if with_bias:
-            sd[f"{key}.bias"] = _rand(g, cout)
-
-    # (outer_nc, inner_nc) of each level, outermost first
-    levels = [(out_nc, ngf), (ngf, 2 * ngf), (2 * ngf, 4 * ngf), (4 * ngf, 8 * ngf)]
-    levels += [(8 * ngf, 8 * ngf)] * (num_downs - 4)
-    prefix = "model.model."
-    conv(prefix + "0", in_nc, ngf)
-    conv(prefix + "3", 2 * ngf, out_nc, transposed=True, with_bias=True)
-    prefix += "1.model."
-    for depth, (outer, inner) in enumerate(levels[1:], start=1):
-        conv(prefix + "1", outer, inner)
-        if depth == num_downs - 1:  # innermost: down, up, upnorm
-            conv(prefix + "3", inner, outer, transposed=True)
-            _norm_entries(sd, prefix + "4", outer, norm, g, legacy)
-            break
-        _norm_entries(sd, prefix + "2", inner, norm, g, legacy)
-        conv(prefix + "5", 2 * inner, outer, transposed=True)
-        _norm_entries(sd, prefix + "6", outer, norm, g, legacy)
-        prefix += "3.model."
-    return sd
-
-
-# ------------------------------------------------------------------------------------------
-# Reference forward passes (functional, from the architecture description)
 # ------------------------------------------------------------------------------------------
 
 
@@ -276,6 +190,27 @@ def test_dropout_and_zero_padding_layouts_are_detected(tmp_path):
     assert infer_generator_config(zero)["padding_type"] == "zero"
 
 
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+@pytest.mark.parametrize("dropout", [False, True])
+def test_official_padding_and_dropout_layouts_are_read_as_written(tmp_path, padding, dropout):
+    """Each of the four official ResnetBlock layouts (keys written from build_conv_block, not from
+    our modules) is detected as what it is, converted, and reproduces the reference forward."""
+    sd = official_resnet_sd(ngf=4, n_blocks=2, dropout=dropout, padding=padding, seed=7)
+    second = {("reflect", False): 5, ("reflect", True): 6, ("zero", False): 3, ("zero", True): 4}[padding, dropout]
+    assert f"model.10.conv_block.{second}.weight" in sd
+    cfg = infer_generator_config(sd)
+    assert (cfg["padding_type"], cfg["dropout"]) == (padding, dropout)
+    config, tensors, _ = official_to_gencli(save_pth(sd, tmp_path / "g.pth"), "cyclegan")
+    assert (config["generator"]["padding_type"], config["generator"]["dropout"]) == (padding, dropout)
+    model = CycleGAN(config)
+    model.load_state_dict(tensors, strict=True)
+    x = images(1, 3, 16, 20)
+    torch.testing.assert_close(model.translate(x), ref_resnet(sd, x, 2, dropout=dropout, padding=padding),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(UsageError, match="contradicts"):
+        infer_generator_config(sd, dropout=not dropout)
+
+
 @pytest.mark.parametrize("num_downs,size", [(6, 64), (7, 128)])
 def test_unet_conversion_reproduces_the_reference_forward(tmp_path, num_downs, size):
     sd = official_unet_sd(ngf=4, num_downs=num_downs, seed=4)
@@ -316,6 +251,10 @@ def test_two_generators_make_one_two_way_checkpoint(tmp_path):
     a = model.translate(x)
     b = model.translate(x, direction="BtoA")
     assert not torch.allclose(a, b)
+    # AtoB is latest_net_G_A.pth and BtoA latest_net_G_B.pth, each equal to its own reference forward
+    torch.testing.assert_close(a, ref_resnet(official_resnet_sd(4, 2, seed=1), x, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(b, ref_resnet(official_resnet_sd(4, 2, seed=2), x, 2), atol=1e-5, rtol=0)
+    assert ck.metadata["source_files"] == ["latest_net_G_A.pth", "latest_net_G_B.pth"]
     with pytest.raises(UsageError):
         convert_cyclegan(str(run), str(out))  # exists, no force
 
