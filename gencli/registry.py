@@ -62,7 +62,8 @@ def families_with(capability: str) -> list[str]:
 
 
 _VERBS = {"sample": "sample", "interpolate": "interpolate", "translate": "translate",
-          "encode": "encode", "decode": "decode", "log_likelihood": "compute likelihoods"}
+          "encode": "encode", "decode": "decode", "log_likelihood": "compute likelihoods",
+          "traverse": "traverse its latents"}
 
 
 def require_capability(name: str, capability: str) -> FamilySpec:

@@ -22,11 +22,12 @@ from typing import Any
 from gencli.errors import UsageError
 
 #: Capability names (the commands and API methods they enable).
-CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood")
+#: "traverse": a latent traversal grid (`gencli interpolate MODEL --traverse`).
+CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood", "traverse")
 #: What a family trains on: `gencli train` builds the data through the family's class.
 DATA_KINDS = ("images", "labelled images", "paired", "unpaired")
 #: The commands whose options a family may extend.
-COMMANDS = ("sample", "interpolate", "translate", "train")
+COMMANDS = ("sample", "interpolate", "translate", "train", "log_likelihood")
 
 #: Images per batch when generating without a batch size.
 MAX_BATCH = 64
