@@ -68,4 +68,21 @@ BETA_VAE = FamilySpec(
     tiny_train=_TINY_TRAIN,
 )
 
-SPECS = (AE, DAE, VAE, BETA_VAE)
+VQVAE = FamilySpec(
+    name="vqvae",
+    target="gencli.models.vae.vqvae:VQVAE",
+    description="VQ-VAE (van den Oord et al. 2017), EMA codebook + dead-code restarts, gated PixelCNN prior over codes",
+    capabilities=("sample", "translate"),
+    data="images",
+    options={"sample": (Option("temperature", "float", "Softmax temperature of the prior over codes "
+                               "[default: the checkpoint's, 1].", minimum=0.01, maximum=10),)},
+    checkpoints=(Checkpoint("fashion-mnist", "bundled:vqvae-fashion-mnist.safetensors",
+                            "Fashion-MNIST 28x28, 7x7 codes of 128, with its PixelCNN prior, trained by gencli "
+                            "(bundled)", dataset="fashion-mnist"),),
+    default_checkpoint="fashion-mnist",
+    tiny_config={"hidden": [4, 8], "res_blocks": 1, "codebook_size": 8, "code_dim": 3,
+                 "prior": {"hidden": 4, "layers": 2, "kernel": 3, "first_kernel": 3, "head": 4, "embed": 3}},
+    tiny_train=_TINY_TRAIN,
+)
+
+SPECS = (AE, DAE, VAE, BETA_VAE, VQVAE)
