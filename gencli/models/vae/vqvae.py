@@ -9,11 +9,18 @@ Stage 2: a gated PixelCNN (gencli.models.autoregressive.gated) models p(codes) o
 codes of the current encoder, trained in the same steps from ``prior_start`` on. `gencli sample
 vqvae` draws a code grid from the prior, position by position, and decodes it: DALL-E's two stages
 in miniature. ``translate`` reconstructs images through the codebook.
+
+``quantizer: gumbel`` replaces the nearest-neighbour step by DALL-E's dVAE relaxation (Ramesh et
+al. 2021, App. A.2): the encoder gives K logits per position, training uses the Gumbel-softmax
+mixture of codebook vectors (relaxed in the forward and backward pass) with a temperature annealed
+(cosine) from ``tau_start`` to ``tau_end`` over ``tau_steps`` and a KL to the uniform prior over
+codes; at test time the code is the argmax.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -30,6 +37,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "codebook_size": 128,
     "code_dim": 16,
     "beta": 0.25,
+    "quantizer": "vq",         # vq | gumbel (DALL-E's dVAE relaxation)
+    "gumbel": {"tau_start": 1.0, "tau_end": 0.0625, "tau_steps": 2000, "kl_weight": 0.01},
     "ema": True,
     "ema_decay": 0.99,
     "restart_below": 1.0,
@@ -110,6 +119,29 @@ class Quantizer(nn.Module):
             self.ema_count[dead] = 1.0
 
 
+class GumbelQuantizer(nn.Module):
+    """dVAE relaxation: K logits per position -> soft (training) or hard (test) codebook mixture."""
+
+    def __init__(self, k: int, d: int):
+        super().__init__()
+        self.k, self.d = k, d
+        self.codebook = nn.Parameter(torch.randn(k, d) * 0.1)
+
+    def codes(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(1)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.codebook[codes].permute(0, 3, 1, 2)
+
+    def forward(self, logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(relaxed z, hard codes, KL(q || uniform) per position, mean)."""
+        soft = F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)
+        z = torch.einsum("nkhw,kd->ndhw", soft, self.codebook)
+        logq = F.log_softmax(logits, 1)
+        kl = (logq.exp() * (logq + math.log(self.k))).sum(1).mean()
+        return z, logits.argmax(1), kl
+
+
 class VQVAE(GenerativeModel):
     family = "vqvae"
     train_defaults = {"ema_decay": 0.0, "batch_size": 64, "grad_clip": 5.0}
@@ -126,7 +158,10 @@ class VQVAE(GenerativeModel):
         for i, h in enumerate(hidden):
             enc += [nn.Conv2d(cin, h, 4, 2, 1)] + ([nn.ReLU()] if i + 1 < len(hidden) else [])
             cin = h
-        enc += [_Res(cin) for _ in range(int(cfg["res_blocks"]))] + [nn.ReLU(), nn.Conv2d(cin, d, 1)]
+        self.gumbel = cfg["quantizer"] == "gumbel"
+        if cfg["quantizer"] not in ("vq", "gumbel"):
+            raise ValueError(f"quantizer must be vq or gumbel, got {cfg['quantizer']!r}")
+        enc += [_Res(cin) for _ in range(int(cfg["res_blocks"]))] + [nn.ReLU(), nn.Conv2d(cin, k if self.gumbel else d, 1)]
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = [nn.Conv2d(d, cin, 3, padding=1)] + [_Res(cin) for _ in range(int(cfg["res_blocks"]))]
         rev = hidden[::-1]
@@ -134,7 +169,8 @@ class VQVAE(GenerativeModel):
             nxt = rev[i + 1] if i + 1 < len(rev) else c
             dec += [nn.ReLU(), nn.ConvTranspose2d(h, nxt, 4, 2, 1)]
         self.decoder = nn.Sequential(*dec)
-        self.quantizer = Quantizer(k, d, bool(cfg["ema"]), float(cfg["ema_decay"]), float(cfg["restart_below"]))
+        self.quantizer = (GumbelQuantizer(k, d) if self.gumbel else
+                          Quantizer(k, d, bool(cfg["ema"]), float(cfg["ema_decay"]), float(cfg["restart_below"])))
         p = cfg["prior"]
         self.code_embed = nn.Embedding(k, int(p["embed"]))
         self.prior_net = GatedPixelCNN(int(p["embed"]), k, int(p["hidden"]), int(p["layers"]), int(p["kernel"]),
@@ -157,6 +193,12 @@ class VQVAE(GenerativeModel):
         return {"vqvae": torch.optim.Adam(self._stage1(), lr=o["lr"], betas=tuple(o["betas"])),
                 "prior": torch.optim.Adam(prior, lr=o.get("prior_lr", o["lr"]), betas=tuple(o["betas"]))}
 
+    def tau(self, step: int) -> float:
+        """The Gumbel-softmax temperature at ``step`` (cosine from tau_start to tau_end)."""
+        g = self.config["gumbel"]
+        frac = min(1.0, step / max(1, int(g["tau_steps"])))
+        return float(g["tau_end"] + 0.5 * (g["tau_start"] - g["tau_end"]) * (1 + math.cos(math.pi * frac)))
+
     def _check(self, images: torch.Tensor) -> torch.Tensor:
         expected = (self.channels, self.image_size, self.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
@@ -172,10 +214,16 @@ class VQVAE(GenerativeModel):
         x, y = batch
         with ctx.autocast():
             z = self.encoder(x)
-            zq, codes, (cb, commit) = self.quantizer(z.float())
+            if self.gumbel:
+                zq, codes, kl = self.quantizer(z.float(), self.tau(step))
+            else:
+                zq, codes, (cb, commit) = self.quantizer(z.float())
             rec = self.decoder(zq)
         recon = F.mse_loss(rec.float(), x)
-        loss = recon + cb + float(self.config["beta"]) * commit
+        if self.gumbel:
+            loss = recon + float(self.config["gumbel"]["kl_weight"]) * kl
+        else:
+            loss = recon + cb + float(self.config["beta"]) * commit
         ctx.step(loss, "vqvae")
         out = {"loss": loss.detach(), "recon_mse": recon.detach(),
                "codes_used": torch.tensor(float(codes.unique().numel()))}

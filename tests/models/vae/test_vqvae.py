@@ -68,3 +68,17 @@ def test_sampling_from_the_prior_and_reconstruction():
     emb = m.code_embed(codes).permute(0, 3, 1, 2).detach().requires_grad_(True)
     m.prior_net(emb)[0, :, 0, 1].sum().backward()
     assert (emb.grad[0, :, 0, 1:] == 0).all() and (emb.grad[0, :, 1] == 0).all()
+
+
+def test_gumbel_relaxation_trains_the_encoder_and_decodes_hard_codes():
+    m = _model(quantizer="gumbel")
+    assert m.tau(0) == 1.0 and abs(m.tau(10_000) - 1 / 16) < 1e-9 and m.tau(0) > m.tau(1000) > m.tau(2000)
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    logits = m.encoder(x)
+    assert logits.shape[1] == 8  # K logits per position
+    z, codes, kl = m.quantizer(logits, 0.5)
+    (F.mse_loss(m.decoder(z), x) + kl).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.encoder.parameters())
+    assert kl >= 0
+    m.eval()
+    assert m.translate(x).shape == x.shape and m.sample(1, torch.Generator().manual_seed(0)).shape == (1, 1, 8, 8)
