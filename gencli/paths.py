@@ -35,7 +35,13 @@ def download_path(kind: str, filename: str) -> Path:
 
 
 def bundled_weights_dir() -> Path:
-    """The folder holding the bundled default checkpoints (repo `weights/`, installed as gencli._bundled)."""
+    """The folder holding the bundled default checkpoints (repo `weights/`, installed as gencli._bundled).
+
+    A source tree's own weights/ comes first, so a checkout (or a git worktree) run with
+    PYTHONPATH uses its own bundled files even when another checkout is installed in editable mode."""
+    tree = Path(__file__).resolve().parent.parent / "weights"
+    if (tree / "__init__.py").is_file():
+        return tree
     try:
         from importlib.resources import files
 

@@ -63,7 +63,7 @@ def families_with(capability: str) -> list[str]:
 
 _VERBS = {"sample": "sample", "interpolate": "interpolate", "translate": "translate",
           "encode": "encode", "decode": "decode", "log_likelihood": "compute likelihoods",
-          "export_onnx": "export"}
+          "traverse": "traverse its latents", "export_onnx": "export"}
 
 
 def require_capability(name: str, capability: str) -> FamilySpec:

@@ -36,12 +36,14 @@ from gencli.errors import UsageError
 from gencli.metrics.evaluate import DEFAULT_SEED
 
 #: the summary values printed on stdout, one ``name: value`` line each, in this order
-RESULT_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "f_score", "saved_stats")
+RESULT_KEYS = ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "f_score", "bits_per_dim",
+               "saved_stats")
 
 
 
 def evaluate(
-    metric: Annotated[str, typer.Argument(metavar="METRIC", help="fid, kid, is, pr or all.")],
+    metric: Annotated[str, typer.Argument(metavar="METRIC", help="fid, kid, is, pr, all, or nll (bits/dim of "
+        "the images A under --model).")],
     inputs: Annotated[Optional[List[str]], typer.Argument(
         metavar="A [B] [FAMILY OPTIONS]", help="Real then generated: folders, globs, files, .npz statistics, "
         "or a dataset name (fashion-mnist, fashion-mnist:test, mnist); with --model, its family's sampling "
@@ -91,8 +93,10 @@ def evaluate(
     if model:
         from gencli import registry
 
-        spec = registry.require_capability(model.partition(":")[0], "sample")
-        inputs, sample_options = families.split_args(spec, "sample", inputs or [])
+        # nll: the model's likelihood options; else: it samples B
+        command = "log_likelihood" if metric == "nll" else "sample"
+        spec = registry.require_capability(model.partition(":")[0], command)
+        inputs, sample_options = families.split_args(spec, command, inputs or [])
     else:
         flag = next((a for a in inputs or [] if a.startswith("-") and a != "-"), None)
         if flag is not None:
@@ -110,12 +114,22 @@ def evaluate(
     if json_out:
         common.print_json(summary)
         return
-    # the values on stdout (`gencli evaluate fid a/ b/ > fid.txt`), the table on stderr
+    # the values on stdout (`gencli evaluate fid a/ b/ > fid.txt`), the human summary on stderr
     lines = [f"{key}: {summary[key]}" for key in RESULT_KEYS if summary.get(key) is not None]
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()
     if not common.quiet(quiet_):
-        _print_table(metric, summary, summary)
+        if metric == "nll":
+            _print_nll(summary)
+        else:
+            _print_table(metric, summary, summary)
+
+
+def _print_nll(s: dict[str, Any]) -> None:
+    opts = "".join(f", {k}={v}" for k, v in s["options"].items())
+    sys.stderr.write(f"{s['bits_per_dim']:.4f} bits/dim (+- {s['bits_per_dim_sem']:.4f}; "
+                     f"{s['nats_per_image']:.2f} nats/image) on {s['input']} ({s['n']} images, {s['dims']} dims), "
+                     f"{s['model']}{opts}, {s['seconds']:.1f} s\n")
 
 
 def _print_table(metric: str, results: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -14,12 +14,16 @@ from gencli.errors import UsageError
 
 def interpolate(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model that can interpolate (see `gencli models`).")],
-    rest: Annotated[Optional[List[str]], typer.Argument(metavar="[CHECKPOINT] [FAMILY OPTIONS]",
-        help="A named checkpoint of the family (default: the family's default), and the family's own "
-        "options (listed by `gencli interpolate MODEL --help`).", show_default=False)] = None,
+    rest: Annotated[Optional[List[str]], typer.Argument(metavar="[CHECKPOINT] [IMAGE...] [FAMILY OPTIONS]",
+        help="A named checkpoint of the family (default: the family's default); images to pass through "
+        "instead of --seeds (models that can encode); and the family's own options (listed by "
+        "`gencli interpolate MODEL --help`).", show_default=False)] = None,
     seeds: Annotated[str, typer.Option(
         "--seeds", help="Comma-separated seeds to pass through, e.g. 0,1 or 3,7,11.")] = "0,1",
-    frames: Annotated[int, typer.Option("--frames", help="Number of frames.")] = 16,
+    frames: Annotated[int, typer.Option("--frames", help="Number of frames (with --traverse: per row).")] = 16,
+    traverse: Annotated[bool, typer.Option(
+        "--traverse", help="A latent-traversal grid instead: one row per latent dimension, swept around "
+        "the code of IMAGE (or the prior's centre).")] = False,
     class_: Annotated[Optional[str], typer.Option(
         "--class", "-c", metavar="K", help="Class index or name for class-conditional models (default 0).")] = None,
     weights: Annotated[Optional[str], typer.Option(
@@ -42,12 +46,27 @@ def interpolate(
     from gencli import registry
 
     spec = registry.require_capability(model, "interpolate")
-    found, opts = families.split_args(spec, "interpolate", rest or [], positionals=1, what="checkpoint")
-    checkpoint = found[0] if found else None
+    if traverse:
+        registry.require_capability(model, "traverse")
+    found, opts = families.split_args(spec, "interpolate", rest or [], what="checkpoint")
+    checkpoint = None
+    if found and found[0] in {ref.name for ref in spec.checkpoints} and not os.path.exists(found[0]):
+        checkpoint, found = found[0], found[1:]
     if checkpoint and not weights:
         spec.checkpoint(checkpoint)
+    image_paths: list[str] = []
+    if found:
+        if not traverse:
+            registry.require_capability(model, "encode")
+        from gencli.io.images import list_images
+
+        image_paths = list_images(found)
+        if traverse and len(image_paths) != 1:
+            raise UsageError(f"--traverse starts from one image, got {len(image_paths)}")
+        if not traverse and len(image_paths) < 2:
+            raise UsageError(f"an interpolation between images needs at least two, got {len(image_paths)}")
     seed_list = common.parse_int_list(seeds, "--seeds")
-    if len(seed_list) < 2:
+    if len(seed_list) < 2 and not (image_paths or traverse):
         raise UsageError("--seeds needs at least two seeds, e.g. --seeds 0,1")
     if any(s < 0 for s in seed_list):
         raise UsageError("--seeds must be >= 0")
@@ -56,6 +75,8 @@ def interpolate(
     common.check_choice(precision, common.PRECISIONS, "--precision")
     out = common.resolve_output(out)
     gif = out != "-" and os.path.splitext(out)[1].lower() == ".gif"
+    if traverse and gif:
+        raise UsageError("--traverse writes a grid: pass -o FILE.png, -o DIR/ or -o -")
     common.precheck_output(out, frames, force=force, animation=gif)
 
     net = common.load_model(model, checkpoint, weights, device, precision)
@@ -68,6 +89,19 @@ def interpolate(
         label = wanted[0]
 
     generators = [net.seed_generator(s) for s in seed_list]
+    ends = None
+    if image_paths:
+        import torch
+
+        from gencli.io.images import load_image
+
+        x = [load_image(p, channels=net.channels) for p in image_paths]
+        if len({tuple(t.shape) for t in x}) > 1 or tuple(x[0].shape[1:]) != (net.image_size, net.image_size):
+            raise UsageError(f"{model} takes {net.image_size}x{net.image_size} images; "
+                             f"{', '.join(image_paths)} do not all have that size")
+        with torch.inference_mode():
+            images = torch.stack(x).to(net.device)
+            ends = None if traverse else list(net.encode(images))
     t0 = time.perf_counter()
     with common.progress_bar(f"interpolate {model}", enabled=common.show_progress(quiet_)) as bar:
         def progress(done: int, total: int) -> None:
@@ -75,7 +109,11 @@ def interpolate(
             bar.set_completed(done)
 
         with common.autocast(net.device, precision):
-            x = net.interpolate(frames, generators, class_labels=label, progress=progress, **opts)
+            if traverse:
+                x = net.traverse(images if image_paths else None, frames=frames, class_labels=label, **opts)
+            else:
+                x = net.interpolate(frames, None if ends else generators, latents=ends, class_labels=label,
+                                    progress=progress, **opts)
     x = x.float().cpu()
     seconds = time.perf_counter() - t0
 
@@ -88,8 +126,9 @@ def interpolate(
             seq += seq[-2:0:-1]
         written = write_animation(seq, out, force=force, duration_ms=duration)
     else:
-        written = write_images(x, out, force=force, nrow=count, grid=grid or out != "-")
+        written = write_images(x, out, force=force, nrow=frames if traverse else count, grid=grid or out != "-")
     streamed = count if out == "-" and not grid and not gif else 0
-    common.info(f"wrote {common.describe_output(written, out, streamed)} ({count} frames, seeds "
-                f"{','.join(map(str, seed_list))}, {model}{common.describe_settings(opts)}, {seconds:.1f} s)",
-                quiet_)
+    what = (f"{count // frames} rows" if traverse else
+            f"images {', '.join(image_paths)}" if image_paths else f"seeds {','.join(map(str, seed_list))}")
+    common.info(f"wrote {common.describe_output(written, out, streamed)} ({count} frames, {what}, "
+                f"{model}{common.describe_settings(opts)}, {seconds:.1f} s)", quiet_)

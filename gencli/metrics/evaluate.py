@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from gencli.errors import UsageError
 
-METRICS = ("fid", "kid", "is", "pr", "all")
+METRICS = ("fid", "kid", "is", "pr", "all", "nll")
 FEATURES = ("inception", "fmnist", "vgg16")
 PREPROCESS = ("pytorch-fid", "tf")
 DEFAULT_SEED = 2020
@@ -39,8 +39,17 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
     ``sample_options``: the model family's sampling options. ``progress(label, total)`` returns a
     context manager with an ``advance(n)`` method (a progress bar), or None for none.
     Returns the summary (metric values, inputs, features, seed, device, seconds).
+    ``nll``: bits/dim of the images of A under ``model`` (gencli.metrics.likelihood); then
+    ``sample_options`` are the model's log_likelihood options and ``num_samples`` caps the images.
     """
     import contextlib
+
+    if metric == "nll":
+        from gencli.metrics.likelihood import nll
+
+        return _finite(nll(list(inputs or []), model=model, model_weights=model_weights, options=sample_options,
+                           seed=seed, batch_size=batch_size, device=device, limit=num_samples,
+                           skip_bad=skip_bad, progress=progress))
 
     from gencli.training.device import resolve_device
 

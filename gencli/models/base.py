@@ -165,7 +165,14 @@ class GenerativeModel(nn.Module):
     def translate(self, images: torch.Tensor, **opts: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def log_likelihood(self, images: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                       **opts: Any) -> torch.Tensor:
+        """log P(x) in nats per image of 8-bit ``images`` (in [-1, 1]): exact, or a bound for
+        models with latents or dequantisation (gencli.models.layers.distributions)."""
+        raise NotImplementedError
+
+    def traverse(self, images: torch.Tensor | None = None, **opts: Any) -> torch.Tensor:
+        """A latent-traversal grid (one row per latent dimension), from ``images[0]``'s code."""
         raise NotImplementedError
 
     def export_onnx(self, **opts: Any) -> OnnxGraph:
@@ -174,18 +181,21 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     @torch.inference_mode()
-    def interpolate(self, frames: int, generators: list[torch.Generator], *, class_labels: Any = None,
+    def interpolate(self, frames: int, generators: list[torch.Generator] | None = None, *,
+                    class_labels: Any = None, latents: list[torch.Tensor] | None = None,
                     **opts: Any) -> torch.Tensor:
         """``frames`` images along a path through the prior latents of each generator (slerp
         between consecutive ones), decoded by the family. Each end frame starts from exactly the
         latent ``sample(1, generator)`` would. A class-conditional model keeps one class for the
-        whole path: ``class_labels`` or, when None, one drawn from the first generator."""
-        if len(generators) < 2:
-            raise UsageError("interpolation needs at least two seeds")
+        whole path: ``class_labels`` or, when None, one drawn from the first generator.
+        ``latents`` replaces the prior draws with given end latents (e.g. ``encode``d images)."""
+        generators = list(generators or [])
+        if len(latents if latents is not None else generators) < 2:
+            raise UsageError("interpolation needs at least two seeds (or two images)")
         if frames < 2:
             raise UsageError("an interpolation needs at least 2 frames")
-        ends = [self.prior(1, g)[0] for g in generators]
-        if self.num_classes and class_labels is None:
+        ends = list(latents) if latents is not None else [self.prior(1, g)[0] for g in generators]
+        if self.num_classes and class_labels is None and generators:
             g = generators[0]
             class_labels = int(torch.randint(self.num_classes, (1,), generator=g, device=g.device))
         pos = torch.linspace(0, len(ends) - 1, frames, dtype=torch.float64)

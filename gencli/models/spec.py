@@ -21,13 +21,14 @@ from typing import Any
 
 from gencli.errors import UsageError
 
-#: Capability names (the commands and API methods they enable). ``export_onnx``: the family's
-#: network can be written as an ONNX graph (`gencli export`, ``GenerativeModel.export_onnx``).
-CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood", "export_onnx")
+#: Capability names (the commands and API methods they enable). "traverse": a latent traversal
+#: grid (`gencli interpolate MODEL --traverse`); "export_onnx": the family's network can be written
+#: as an ONNX graph (`gencli export`, ``GenerativeModel.export_onnx``).
+CAPABILITIES = ("sample", "interpolate", "encode", "decode", "translate", "log_likelihood", "traverse", "export_onnx")
 #: What a family trains on: `gencli train` builds the data through the family's class.
 DATA_KINDS = ("images", "labelled images", "paired", "unpaired")
 #: The commands whose options a family may extend.
-COMMANDS = ("sample", "interpolate", "translate", "train", "export")
+COMMANDS = ("sample", "interpolate", "translate", "train", "export", "log_likelihood")
 
 #: Images per batch when generating without a batch size.
 MAX_BATCH = 64

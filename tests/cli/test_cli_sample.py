@@ -178,7 +178,7 @@ def test_class_on_unconditional_model(capsysbinary, tiny_uncond):
 
 
 def test_unknown_model_and_checkpoint(capsysbinary):
-    cli(capsysbinary, "sample", "nope", "-o", "x.png").assert_error(2, "unknown model 'nope'; known: ddpm, ddim")
+    cli(capsysbinary, "sample", "nope", "-o", "x.png").assert_error(2, "unknown model 'nope'; known: ", "ddpm, ddim")
     cli(capsysbinary, "sample", "ddpm", "imagenet", "-o", "x.png").assert_error(
         2, "ddpm has no checkpoint named 'imagenet'", "fashion-mnist")
 
