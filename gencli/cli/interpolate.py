@@ -76,6 +76,9 @@ def interpolate(
         with common.autocast(net.device, precision):
             x = net.interpolate(frames, generators, class_labels=label, progress=progress, **opts)
     x = x.float().cpu()
+    nrow = None
+    if x.dim() == 5:  # the model made a figure, (rows, columns, C, H, W), e.g. a traversal grid
+        nrow, x = x.shape[1], x.flatten(0, 1)
     seconds = time.perf_counter() - t0
 
     from gencli.io.writers import write_animation, write_images
@@ -87,7 +90,7 @@ def interpolate(
             seq += seq[-2:0:-1]
         written = write_animation(seq, out, force=force, duration_ms=duration)
     else:
-        written = write_images(x, out, force=force, nrow=count)
+        written = write_images(x, out, force=force, nrow=nrow or count)
     common.info(f"wrote {common.describe_output(written, out)} ({count} frames, seeds "
                 f"{','.join(map(str, seed_list))}, {model}{common.describe_settings(opts)}, {seconds:.1f} s)",
                 quiet_)

@@ -91,7 +91,7 @@ class AdversarialModel(GenerativeModel):
         super().__init__(cfg)
         tricks.parse_policy(cfg["augment"])
         nc = cfg["num_classes"] if cfg["conditioning"] != "none" else None
-        self.G = Generator(cfg["generator"], self.data_shape, self.latent_dim, nc)
+        self.G = self.build_generator(cfg, nc)
         if cfg["discriminator"]:
             self.D = Discriminator(cfg["discriminator"], self.data_shape,
                                    label_classes=nc if cfg["conditioning"] == "concat" else None,
@@ -117,6 +117,9 @@ class AdversarialModel(GenerativeModel):
         return int(self.config["z_dim"])
 
     q_dim = 0
+
+    def build_generator(self, cfg: dict[str, Any], num_classes: int | None) -> nn.Module:
+        return Generator(cfg["generator"], self.data_shape, self.latent_dim, num_classes)
 
     # --- configs --------------------------------------------------------------------------------
     @classmethod

@@ -25,8 +25,8 @@ TRAIN_OPTIONS = (
            minimum=0),
     Option("augment", "str", "DiffAugment policy for reals and fakes, a comma list of color, translation, cutout."),
 )
-_TRUNCATION = Option("truncation", "float", "Truncation: Gaussian z values beyond +-X are redrawn "
-                     "(uniform z is scaled by X) [default: none].", minimum=0)
+_TRUNCATION = Option("truncation", "float", "Truncation psi: Gaussian z values beyond +-X are redrawn "
+                     "(uniform z is scaled by X; stylegan: w = w_avg + X (w - w_avg)) [default: none].", minimum=0)
 _ARITHMETIC = Option("arithmetic", "str", "Latent arithmetic of seed-group means, e.g. '1,2,3 - 4,5,6 + 7,8,9': "
                      "writes each group's mean image and the result (--seeds/--frames unused).")
 
@@ -69,4 +69,14 @@ SPECS = (
     _family("infogan", "infogan:InfoGAN", "InfoGAN (Chen et al. 2016): categorical and continuous latent codes",
             interpolate=(Option("traverse", "str", "Write a grid varying one code per row (c1 categorical, "
                                 "c2.. continuous over -2..2 in --frames steps), one row per seed."),)),
+    _family("stylegan", "stylegan:StyleGAN", "A compact style-based generator (after Karras et al. 2019/2020): "
+            "mapping z -> w, modulated convolutions, noise, style mixing, truncation in w, R1, EMA",
+            tiny={"generator": {"width": 4, "w_dim": 8}, "discriminator": {"width": 4}, "z_dim": 8},
+            sample=(Option("mix", "str", "Write a style-mixing grid ROWSEEDS:COLSEEDS (e.g. 1,2,3:4,5,6): "
+                           "column seeds on top, row seeds on the left, mixes inside (-n and --seed unused)."),
+                    Option("mix_layers", "str", "Which styles the column seeds give in --mix [default: coarse].",
+                           choices=("coarse", "middle", "fine"))),
+            interpolate=(Option("space", "str", "Interpolate in z (slerp) or w (lerp) [default: z].",
+                                choices=("z", "w")),
+                         _TRUNCATION)),
 )

@@ -72,13 +72,22 @@ def toy_config(family_cls: Any, **over: Any) -> dict[str, Any]:
     return merge(cfg, over)
 
 
-def fit(model: Any, steps: int, *, batch_size: int = 256, seed: int = 0, **ring: Any) -> Any:
-    """Train ``model`` on the ring for ``steps`` D steps; returns the model (in eval mode)."""
+def fit(model: Any, steps: int, *, batch_size: int = 256, seed: int = 0, anneal: float = 0.3, **ring: Any) -> Any:
+    """Train ``model`` on the ring for ``steps`` D steps, the learning rates decaying linearly to
+    0 over the last ``anneal`` fraction of them (the samples then settle on the modes); returns the
+    model (in eval mode)."""
+    start = int(steps * (1 - anneal))
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
-    ctx = _Ctx(model.configure_optimizers())
+    optimizers = model.configure_optimizers()
+    base = {name: [grp["lr"] for grp in opt.param_groups] for name, opt in optimizers.items()}
+    ctx = _Ctx(optimizers)
     model.train()
     y = torch.zeros(batch_size, dtype=torch.long)
     for step in range(steps):
+        if step >= start:
+            for name, opt in optimizers.items():
+                for grp, lr in zip(opt.param_groups, base[name]):
+                    grp["lr"] = lr * (steps - step) / (steps - start)
         model.train_step((ring_sample(batch_size, g, **ring), y), step, ctx)
     return model.eval()
