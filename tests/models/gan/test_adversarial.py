@@ -194,3 +194,20 @@ def test_figures_through_the_generic_commands(tmp_path, capsysbinary, monkeypatc
     capsysbinary.readouterr()
     assert run(["sample", "infogan", "--weights", "infogan.safetensors", "--mix", "1:2"]) == 2  # not infogan's
     assert "no option --mix" in capsysbinary.readouterr().err.decode()
+
+
+@pytest.mark.parametrize("name", ["dcgan", "acgan"])
+def test_bundled_defaults_sample_offline(name, monkeypatch):
+    import gencli
+
+    spec = registry.get_family(name)
+    from gencli.paths import bundled_weights_dir
+
+    file = spec.checkpoint(spec.default_checkpoint).source.split(":", 1)[1]
+    if not (bundled_weights_dir() / file).is_file():  # an install from another checkout (as test_metrics_fmnist)
+        pytest.skip(f"{file} is not in the installed bundled weights ({bundled_weights_dir()})")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = gencli.load(name)
+    x = model.generate(4, seed=0, class_labels=[9] * 4 if model.num_classes else None)
+    assert x.shape == (4, 1, 28, 28) and torch.equal(x, model.generate(4, seed=0, class_labels=[9] * 4
+                                                                       if model.num_classes else None))
