@@ -115,6 +115,9 @@ def interpolate(
                 x = net.interpolate(frames, None if ends else generators, latents=ends, class_labels=label,
                                     progress=progress, **opts)
     x = x.float().cpu()
+    nrow = None
+    if x.dim() == 5:  # the model made a figure, (rows, columns, C, H, W), e.g. a traversal grid
+        nrow, x = x.shape[1], x.flatten(0, 1)
     seconds = time.perf_counter() - t0
 
     from gencli.io.writers import write_animation, write_images
@@ -126,7 +129,7 @@ def interpolate(
             seq += seq[-2:0:-1]
         written = write_animation(seq, out, force=force, duration_ms=duration)
     else:
-        written = write_images(x, out, force=force, nrow=frames if traverse else count, grid=grid or out != "-")
+        written = write_images(x, out, force=force, nrow=nrow or (frames if traverse else count), grid=grid or out != "-")
     streamed = count if out == "-" and not grid and not gif else 0
     what = (f"{count // frames} rows" if traverse else
             f"images {', '.join(image_paths)}" if image_paths else f"seeds {','.join(map(str, seed_list))}")

@@ -106,6 +106,10 @@ def sample(
 
         for lo, hi, x in net.iter_generate(n, seed, batch_size=bs, class_labels=labels, init_noise=noise,
                                            progress=progress, indices=share, **opts):
+            if x.dim() == 5:  # the model made a figure, (rows, columns, C, H, W): one row per row
+                grid_nrow, x = x.shape[1], x.flatten(0, 1)
+                names = [f"{i:0{width}d}.png" for i in range(len(names) + x.shape[0])]
+                lo, hi = len(written), len(written) + x.shape[0]
             if folder:
                 written += write_images(x.cpu(), out, force=force, names=names[lo:hi])
             else:
