@@ -43,9 +43,9 @@ def reset_state() -> None:
     STATE.debug = env_flag("GENCLI_DEBUG")
     STATE.quiet = env_flag("GENCLI_QUIET")
     STATE.threads = None
-    images = sys.modules.get("gencli.io.images")  # only if loaded: `gencli --help` stays torch-free
-    if images is not None:
-        images.reset_stdin()
+    stdin = sys.modules.get("gencli.io.stdin")  # only if loaded: `gencli --help` imports none of io
+    if stdin is not None:
+        stdin.reset_stdin()
 
 
 def env_flag(name: str) -> bool:

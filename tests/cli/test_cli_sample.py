@@ -49,7 +49,7 @@ def test_sample_to_stdout_explicit_and_by_default(capsysbinary, tiny_ckpt):
 
 
 def test_several_images_to_stdout_are_a_stream_of_pngs(capsysbinary, tiny_ckpt, tmp_path):
-    from gencli.io.images import split_png_stream
+    from gencli.io.stdin import split_png_stream
 
     r = sample(capsysbinary, tiny_ckpt, "-n", "3", "-b", "2", "-o", "-")
     assert r.code == 0, r.err

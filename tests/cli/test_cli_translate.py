@@ -85,7 +85,7 @@ def test_a_stream_of_pngs_on_stdin_is_translated_image_by_image(capsysbinary, ti
     import io
     import sys
 
-    from gencli.io.images import split_png_stream
+    from gencli.io.stdin import split_png_stream
 
     files = [_write_png(tmp_path / "in" / f"{i}.png", (8, 8), value=40 * i + 10) for i in range(3)]
     stream = b"".join(p.read_bytes() for p in files)

@@ -113,7 +113,7 @@ def test_grid_file_and_single_image(tmp_path):
 
 
 def test_stdout_png(monkeypatch):
-    from gencli.io.images import split_png_stream
+    from gencli.io.stdin import split_png_stream
 
     fake = _FakeStdout()
     monkeypatch.setattr(sys, "stdout", fake)

@@ -24,7 +24,6 @@ Checkpoints ship only ``G`` (the EMA copy when ``--ema-decay`` is on): the expor
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -32,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.models.configs import merge
+from gencli.models.gan.arithmetic import parse_arithmetic  # noqa: F401 (tests import it from here)
 from gencli.models.base import GenerativeModel
 from gencli.models.gan import losses, tricks
 from gencli.models.gan.networks import Discriminator, Generator
@@ -60,17 +61,6 @@ BASE_CONFIG: dict[str, Any] = {
 TRAIN_OPTION_KEYS = {"loss": "loss", "n_critic": "n_critic", "label_smoothing": "label_smoothing",
                      "instance_noise": "instance_noise", "instance_noise_steps": "instance_noise_steps",
                      "augment": "augment", "lr_d": ("optimizer", "lr_d"), "penalty_weight": "penalty_weight"}
-
-
-def merge(base: dict[str, Any], over: dict[str, Any] | None) -> dict[str, Any]:
-    """``base`` updated by ``over``, recursively for dicts (None in ``over`` for a dict key drops it)."""
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 class AdversarialModel(GenerativeModel):
@@ -348,32 +338,6 @@ class AdversarialModel(GenerativeModel):
         if self.num_classes and class_labels is None:
             class_labels = 0
         return self.decode(z, class_labels=self.class_labels(z.shape[0], class_labels))
-
-
-def parse_arithmetic(expr: str) -> list[tuple[int, list[int]]]:
-    """"1,2,3 - 4,5,6 + 7,8,9" -> [(+1, [1,2,3]), (-1, [4,5,6]), (+1, [7,8,9])]."""
-    import re
-
-    tokens = [t for t in re.split(r"\s*([+-])\s*", expr.strip()) if t != ""]
-    terms: list[tuple[int, list[int]]] = []
-    sign = 1
-    expect_group = True
-    for tok in tokens:
-        if tok in "+-" and not expect_group:
-            sign = 1 if tok == "+" else -1
-            expect_group = True
-            continue
-        try:
-            seeds = [int(s) for s in tok.split(",") if s.strip()]
-        except ValueError:
-            seeds = []
-        if not expect_group or not seeds or any(s < 0 for s in seeds):
-            raise UsageError(f"--arithmetic {expr!r}: write seed groups joined by + and -, e.g. '1,2,3 - 4,5,6 + 7,8,9'")
-        terms.append((sign, seeds))
-        expect_group = False
-    if not terms or expect_group:
-        raise UsageError(f"--arithmetic {expr!r}: write seed groups joined by + and -, e.g. '1,2,3 - 4,5,6 + 7,8,9'")
-    return terms
 
 
 # --- the families ---------------------------------------------------------------------------------

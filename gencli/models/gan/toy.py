@@ -63,7 +63,7 @@ class _Ctx:
 
 def toy_config(family_cls: Any, **over: Any) -> dict[str, Any]:
     """An MLP config of ``family_cls`` for 2-D points (2 x ``width`` layers, linear output)."""
-    from gencli.models.gan.adversarial import merge
+    from gencli.models.configs import merge
 
     mlp = {"arch": "mlp", "width": 128, "layers": 2, "norm": "none", "init": "default", "out": "linear"}
     cfg = family_cls.config_for_data(2, 1, None, {"data_shape": [2], "z_dim": 16,

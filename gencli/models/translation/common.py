@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.models.configs import merge  # noqa: F401 (the translation modules import it from here)
 from gencli.models.base import GenerativeModel, OnnxGraph, Progress
 from gencli.models.gan.discriminators import discriminator_config
 from gencli.models.translation.networks import generator_config, set_inference_mode
@@ -22,17 +23,6 @@ DIRECTIONS = ("AtoB", "BtoA")
 #: TrainConfig values the official recipes use (the CLI applies them unless the user overrides):
 #: batch size 1, no gradient clipping, no EMA of the generators.
 TRAIN_DEFAULTS: dict[str, Any] = {"batch_size": 1, "grad_clip": None, "ema_decay": None}
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge, anything else replaces)."""
-    out = copy.deepcopy(base)
-    for k, v in (overrides or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def linear_decay(step: int, total: int, start: float) -> float:
