@@ -109,18 +109,32 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_threads(cpus: int | None = None, load: float | None = None) -> int:
-    """Intra-op threads for a command: the CPUs this process may use minus those already busy
-    (the 1-minute load average), at least 1. OpenMP threads that share a core with another busy
-    process wait on each other at every parallel region: on 2 cores with one busy elsewhere, 2
-    threads made 1000-step sampling ~12x slower than 1 thread."""
-    cpus = usable_cpus() if cpus is None else cpus
-    if load is None:
+def busy_cpus(samples: int = 3, interval: float = 0.005) -> int:
+    """CPUs busy with other work right now: the kernel's count of runnable tasks (the 4th field of
+    /proc/loadavg) minus this process, the least of a few quick looks. Unlike the load averages,
+    which decay over minutes, it does not count work that has just finished."""
+    import time
+
+    counts = []
+    for i in range(samples):
         try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-    return max(1, min(cpus, cpus - int(load + 0.5)))
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return 0
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0, min(counts))
+
+
+def default_threads(cpus: int | None = None, busy: int | None = None) -> int:
+    """Intra-op threads for a command: the CPUs this process may use minus those busy with other
+    work right now (:func:`busy_cpus`), at least 1. OpenMP threads that share a core with another
+    busy process wait on each other at every parallel region: on 2 cores with one busy elsewhere,
+    2 threads made sampling 2.5-4x slower than 1 thread."""
+    cpus = usable_cpus() if cpus is None else cpus
+    busy = busy_cpus() if busy is None else busy
+    return max(1, min(cpus, cpus - busy))
 
 
 def set_threads(requested: int | None = None) -> int:

@@ -46,7 +46,7 @@ def _root(
         "--quiet", "-q", help="No progress bars or summaries on stderr (errors and warnings still show).")] = False,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", metavar="N", help="CPU threads for computing (or GENCLI_THREADS) [default: the CPUs not "
-        "already busy, from the load average].")] = None,
+        "busy with other work when the command starts].")] = None,
 ) -> None:
     """Train, sample, interpolate, translate, evaluate and export generative image models.
 

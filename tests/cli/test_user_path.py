@@ -127,10 +127,20 @@ def test_training_progress_is_reported_every_step(tmp_path):
 def test_default_threads_leave_busy_cores_alone(monkeypatch):
     from gencli import runtime
 
-    assert runtime.default_threads(cpus=2, load=0.1) == 2
-    assert runtime.default_threads(cpus=2, load=1.0) == 1  # one core busy elsewhere
-    assert runtime.default_threads(cpus=2, load=7.0) == 1
-    assert runtime.default_threads(cpus=8, load=2.6) == 5
+    assert runtime.default_threads(cpus=2, busy=0) == 2
+    assert runtime.default_threads(cpus=2, busy=1) == 1  # one core busy elsewhere
+    assert runtime.default_threads(cpus=2, busy=7) == 1
+    assert runtime.default_threads(cpus=8, busy=3) == 5
+    # the runnable count of /proc/loadavg, less this process, the least of the looks
+    looks = iter(["0.5 0.4 0.3 3/100 1\n", "0.5 0.4 0.3 2/100 1\n", "0.5 0.4 0.3 4/100 1\n"])
+    import builtins
+    import io as io_mod
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io_mod.StringIO(next(looks))
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    assert runtime.busy_cpus(samples=3, interval=0) == 1
+    monkeypatch.setattr(builtins, "open", real_open)
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("GENCLI_THREADS", "1")
