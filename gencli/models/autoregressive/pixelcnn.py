@@ -14,7 +14,6 @@ network is about 0.6x of the full-image cost.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
+from gencli.models.configs import merge
 from gencli.models.autoregressive.gated import GatedPixelCNN
 from gencli.models.base import GenerativeModel, Progress
 from gencli.models.layers.distributions import (
@@ -42,22 +42,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    cfg = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    return cfg
-
-
 class PixelCNN(GenerativeModel):
     family = "pixelcnn"
     train_defaults = {"ema_decay": 0.0, "batch_size": 64, "grad_clip": 5.0}
 
     def __init__(self, config: dict[str, Any]):
-        super().__init__(_merge(DEFAULT_CONFIG, config))
+        super().__init__(merge(DEFAULT_CONFIG, config))
         cfg = self.config
         if cfg["output"] not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {cfg['output']!r}")
@@ -69,7 +59,7 @@ class PixelCNN(GenerativeModel):
     @classmethod
     def config_for_data(cls, image_size: int, channels: int, num_classes: int | None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = _merge(DEFAULT_CONFIG, overrides)
+        cfg = merge(DEFAULT_CONFIG, overrides)
         cfg.update(image_size=image_size, channels=channels, num_classes=num_classes or None)
         return cfg
 

@@ -8,13 +8,13 @@ sampling can use classifier-free guidance (Ho & Salimans 2022):
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
+from gencli.models.configs import merge
 from gencli.models.base import GenerativeModel, OnnxGraph, Progress, randn
 from gencli.models.diffusion.schedulers import SAMPLERS, NoiseSchedule
 from gencli.models.diffusion.unet import UNet2DModel, normalize_config
@@ -65,12 +65,7 @@ class DiffusionModel(GenerativeModel):
     def config_for_data(cls, image_size: int, channels: int, num_classes: int | None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The default training config adapted to a dataset."""
-        cfg = copy.deepcopy(DEFAULT_TRAIN_CONFIG)
-        for key, value in (overrides or {}).items():
-            if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-                cfg[key].update(value)
-            else:
-                cfg[key] = value
+        cfg = merge(DEFAULT_TRAIN_CONFIG, overrides)
         cfg["unet"].update(sample_size=image_size, in_channels=channels, out_channels=channels)
         cfg.update(image_size=image_size, channels=channels, num_classes=num_classes or None)
         if num_classes:

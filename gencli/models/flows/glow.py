@@ -13,7 +13,6 @@ Sampling draws every latent with its std scaled by ``temperature``.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import InputError
+from gencli.models.configs import merge
 from gencli.models.base import GenerativeModel, Progress
 from gencli.models.layers.distributions import LOG256, dequantize, gaussian_log_prob
 
@@ -32,16 +32,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "warmup_steps": 200},
     "sampling": {"temperature": 0.7},
 }
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    cfg = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    return cfg
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +169,7 @@ class Glow(GenerativeModel):
     train_defaults = {"ema_decay": 0.0, "batch_size": 64, "grad_clip": 50.0}
 
     def __init__(self, config: dict[str, Any]):
-        super().__init__(_merge(DEFAULT_CONFIG, config))
+        super().__init__(merge(DEFAULT_CONFIG, config))
         cfg = self.config
         levels, size = int(cfg["levels"]), self.image_size
         if size % 2 ** levels:
@@ -206,7 +196,7 @@ class Glow(GenerativeModel):
     @classmethod
     def config_for_data(cls, image_size: int, channels: int, num_classes: int | None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = _merge(DEFAULT_CONFIG, overrides)
+        cfg = merge(DEFAULT_CONFIG, overrides)
         cfg.update(image_size=image_size, channels=channels, num_classes=num_classes or None)
         return cfg
 

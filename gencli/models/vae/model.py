@@ -18,7 +18,6 @@ KL by beta (> 1) with an optional linear warm-up of that weight over the first s
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
+from gencli.models.configs import merge
 from gencli.models.base import GenerativeModel, Progress
 from gencli.models.layers.distributions import (
     discretized_logistic_mix_log_prob, from_levels, gaussian_log_prob, to_levels)
@@ -48,16 +48,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    cfg = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    return cfg
-
-
 def _full(t: torch.Tensor) -> torch.Tensor:
     """fp32 for half-precision tensors (autocast), else unchanged (float64 stays exact)."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -71,7 +61,7 @@ class AutoEncoder(GenerativeModel):
     base_config: dict[str, Any] = {}
 
     def __init__(self, config: dict[str, Any]):
-        super().__init__(_merge(DEFAULT_CONFIG, {**self.base_config, **config}))
+        super().__init__(merge(DEFAULT_CONFIG, {**self.base_config, **config}))
         cfg = self.config
         size, c = int(cfg["image_size"]), int(cfg["channels"])
         hidden = [int(h) for h in cfg["hidden"]]
@@ -89,7 +79,7 @@ class AutoEncoder(GenerativeModel):
     @classmethod
     def config_for_data(cls, image_size: int, channels: int, num_classes: int | None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = _merge(_merge(DEFAULT_CONFIG, cls.base_config), overrides)
+        cfg = merge(merge(DEFAULT_CONFIG, cls.base_config), overrides)
         cfg.update(image_size=image_size, channels=channels, num_classes=None)
         return cfg
 

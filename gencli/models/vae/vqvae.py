@@ -19,7 +19,6 @@ codes; at test time the code is the argmax.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import InputError
+from gencli.models.configs import merge
 from gencli.models.autoregressive.gated import GatedPixelCNN
 from gencli.models.base import GenerativeModel, Progress
 
@@ -47,16 +47,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "optimizer": {"lr": 1e-3, "prior_lr": 1e-3, "betas": [0.9, 0.999]},
     "sampling": {"temperature": 1.0},
 }
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    cfg = copy.deepcopy(base)
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    return cfg
 
 
 class _Res(nn.Module):
@@ -147,7 +137,7 @@ class VQVAE(GenerativeModel):
     train_defaults = {"ema_decay": 0.0, "batch_size": 64, "grad_clip": 5.0}
 
     def __init__(self, config: dict[str, Any]):
-        super().__init__(_merge(DEFAULT_CONFIG, config))
+        super().__init__(merge(DEFAULT_CONFIG, config))
         cfg = self.config
         c, hidden = self.channels, [int(h) for h in cfg["hidden"]]
         if self.image_size % 2 ** len(hidden):
@@ -180,7 +170,7 @@ class VQVAE(GenerativeModel):
     @classmethod
     def config_for_data(cls, image_size: int, channels: int, num_classes: int | None,
                         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        cfg = _merge(DEFAULT_CONFIG, overrides)
+        cfg = merge(DEFAULT_CONFIG, overrides)
         cfg.update(image_size=image_size, channels=channels, num_classes=num_classes or None)
         return cfg
 
