@@ -88,16 +88,6 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, str, str]:
     return dt, p.stdout, p.stderr
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def rounds(contenders: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """One untimed warm-up each, then ``repeats`` rounds in alternating order; (times, last values)."""
     values = {name: fn()[1] for name, fn in contenders.items()}
@@ -150,7 +140,7 @@ def main() -> int:
 
     from gencli.metrics.stats import frechet_distance
     from gencli.metrics.testing import import_anchors, random_inception_state, save_pth
-    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD
+    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD, cpu_info
 
     pfid, _ = import_anchors()
     work = Path(args.work or tempfile.mkdtemp(prefix="gencli-bench-"))
@@ -171,7 +161,7 @@ def main() -> int:
         env["GENCLI_ANCHORS"] = tuned_env["GENCLI_ANCHORS"] = anchors_dir
     py = sys.executable
     print(f"{args.n} + {args.n} {'random-size JPEGs' if args.jpeg else 'Fashion-MNIST PNGs'}, dims {args.dims}, "
-          f"{os.cpu_count()} CPUs ({cpu_name()}), torch {torch.__version__}; load average "
+          f"{os.cpu_count()} CPUs ({cpu_info()[0]}), torch {torch.__version__}; load average "
           f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}; {args.repeats} rounds after a warm-up",
           flush=True)
 

@@ -55,20 +55,6 @@ FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16
             "amx_fp16")
 
 
-def cpu_info() -> tuple[str, set[str]]:
-    name, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and name == "unknown CPU":
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return name, flags
-
-
 def build_model(seed: int):
     import torch
 
@@ -115,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     threads = args.threads or len(os.sched_getaffinity(0))
 
+    from gencli.runtime import cpu_info  # torch-free: OMP_WAIT_POLICY above still applies
+
     cpu, flags = cpu_info()
+    flags = flags or frozenset()
     have = [f for f in FEATURES if f in flags]
     native_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
     bf16 = args.bf16 == "on" or (args.bf16 == "auto" and native_bf16)

@@ -87,14 +87,30 @@ def _warn_emulated(precision: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_info() -> tuple[str, frozenset[str] | None]:
+    """(model name, feature flags) from /proc/cpuinfo; flags None where it cannot be read."""
+    name, flags = "", None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and flags is None:
+                    flags = frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    if not name:
+        import platform
+
+        name = platform.processor() or "unknown CPU"
+    return name, flags
+
+
+@functools.lru_cache(maxsize=None)
 def cpu_has_native_half(precision: str) -> bool:
     """Whether the CPU advertises native bf16/fp16 matmul (AVX512-BF16/FP16 or AMX), from
     /proc/cpuinfo; True where that cannot be read (not Linux), so we never warn wrongly."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), None)
-    except OSError:
-        return True
+    flags = cpu_info()[1]
     if flags is None:
         return True
     want = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}[precision]
