@@ -1,7 +1,7 @@
 """The bundled GAN defaults: export a run and measure what weights/README.md reports.
 
     python bench/gan_default.py export RUN NAME          # RUN/model.safetensors -> weights/NAME.safetensors (fp16)
-    python bench/gan_default.py measure FAMILY WEIGHTS [-n 10000]
+    python bench/gan_default.py measure FAMILY WEIGHTS [-n 10000] [--truncation PSI]
 
 ``measure`` samples N images (seed 0, batches of 500) and prints, with the bundled Fashion-MNIST
 classifier: the entropy of its predicted-class histogram (the issue asks >= 0.9 ln 10 = 2.072 for
@@ -34,7 +34,12 @@ def export(run: str, name: str) -> None:
     print(f"wrote weights/{name}.safetensors ({len(tensors)} tensors, step {meta.get('step')})")
 
 
-def measure(family: str, weights: str, n: int) -> dict:
+def _8bit(x):
+    """Samples as a saved PNG holds them (what `gencli evaluate --model` scores)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+def measure(family: str, weights: str, n: int, truncation: float | None = None) -> dict:
     import torch
 
     import gencli
@@ -48,10 +53,13 @@ def measure(family: str, weights: str, n: int) -> dict:
     clf = fc.default_classifier()
     t0 = time.perf_counter()
     out: dict = {"family": family, "weights": weights, "n": n}
+    opts = {} if truncation is None else {"truncation": truncation}
+    if opts:
+        out["truncation"] = truncation
     if model.num_classes:
         per = n // model.num_classes
         labels = torch.arange(model.num_classes).repeat_interleave(per)
-        x = model.generate(len(labels), seed=0, batch_size=500, class_labels=labels)
+        x = _8bit(model.generate(len(labels), seed=0, batch_size=500, class_labels=labels, **opts))
         pred = fc.classify(x, clf).argmax(1)
         real_pred = fc.classify(xt, clf).argmax(1)
         rows = []
@@ -63,7 +71,7 @@ def measure(family: str, weights: str, n: int) -> dict:
         out["per_class"] = rows
         out["min_ratio"] = min(r["ratio"] for r in rows)
     else:
-        x = model.generate(n, seed=0, batch_size=500)
+        x = _8bit(model.generate(n, seed=0, batch_size=500, **opts))
         pred = fc.classify(x, clf).argmax(1)
     hist = torch.bincount(pred, minlength=10).double() / len(pred)
     ent = float(-(hist[hist > 0] * hist[hist > 0].log()).sum())
@@ -88,11 +96,12 @@ def main(argv: list[str]) -> int:
     m.add_argument("family")
     m.add_argument("weights")
     m.add_argument("-n", type=int, default=10000)
+    m.add_argument("--truncation", type=float, default=None)
     a = p.parse_args(argv)
     if a.cmd == "export":
         export(a.run, a.name)
     else:
-        print(json.dumps(measure(a.family, a.weights, a.n)))
+        print(json.dumps(measure(a.family, a.weights, a.n, a.truncation)))
     return 0
 
 

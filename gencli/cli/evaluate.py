@@ -101,6 +101,14 @@ def evaluate(
         flag = next((a for a in inputs or [] if a.startswith("-") and a != "-"), None)
         if flag is not None:
             raise UsageError(f"No such option: {flag} (family sampling options need --model)")
+    from gencli.training.distributed import env_world
+
+    rank = env_world()[0]  # under torchrun the ranks share the work and rank 0 reports
+    quiet_ = quiet_ or rank > 0
+    if rank > 0:
+        import warnings
+
+        warnings.simplefilter("ignore")  # rank 0 says it once
     show = common.show_progress(quiet_)
 
     def progress(label: str, total: int | None):  # noqa: ANN202
@@ -111,6 +119,8 @@ def evaluate(
                   weights=weights, save_stats=save_stats, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                   splits=splits, k=k, seed=seed, batch_size=batch_size, device=common.device_of(device),
                   skip_bad=skip_bad, no_cache=no_cache, force=force, progress=progress)
+    if rank > 0:
+        return
     if json_out:
         common.print_json(summary)
         return

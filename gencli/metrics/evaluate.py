@@ -100,11 +100,16 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
         raise UsageError("the Inception Score uses the full network: drop --dims (or use fid/kid)")
 
     from gencli.metrics import runner
+    from gencli.training import distributed
 
+    group = None
+    if distributed.env_world()[1] > 1:  # torchrun: each rank takes a share of every input
+        dev = distributed.device_for(dev)
+        group = distributed.Group(dev)
     sources = [runner.resolve_source(spec) for spec in inputs]
     if model:
         sources.append(_model_source(model, model_weights, num_samples, sample_options or {}, seed, dev,
-                                     materialize=metric == "all" and features is None))
+                                     materialize=metric == "all" and features is None and group is None))
 
     # which extractor each metric uses
     plan: dict[str, str] = {}
@@ -138,7 +143,7 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
                 extracted[(name, i)] = runner.extract(
                     src, ex, need_stats=need_stats, need_features=need_feats, need_logits=need_logits,
                     batch_size=batch_size, on_error="skip" if skip_bad else "fail",
-                    use_cache=not no_cache and src.cacheable, progress=bar.advance)
+                    use_cache=not no_cache and src.cacheable, progress=bar.advance, group=group)
 
     from gencli.metrics import stats as stats_mod
 
@@ -147,7 +152,12 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
         st = extracted[(ex_name, 0)].stats
         stats_mod.warn_if_few(st.n, st.dims, sources[0].label)
         st.meta.update({"preprocess": preprocess if ex_name == "inception" else None})
-        path = stats_mod.save_stats(save_stats, st, force=force)
+        if group is None or group.main:  # one writer under torchrun
+            path = stats_mod.save_stats(save_stats, st, force=force)
+        else:
+            from pathlib import Path
+
+            path = Path(save_stats)
         results["saved_stats"] = str(path)
         results["n"] = st.n
         results["dims"] = st.dims
@@ -213,7 +223,9 @@ def _finite(obj: Any) -> Any:
 
 def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any], seed: int, dev: Any,
                   materialize: bool):
-    """A runner source drawing ``n`` images from a registered model (8-bit, as saved PNGs)."""
+    """A runner source drawing ``n`` images from a registered model (8-bit, as saved PNGs): the
+    images `gencli sample` draws with the same seed (image i the same whatever the batch size or
+    the number of ranks, for families with per-image noise)."""
     import torch
 
     from gencli import api, registry
@@ -224,9 +236,9 @@ def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any
     opts = spec.check_options("sample", options)
     net = api.load(family, weights, dev, checkpoint=checkpoint or None)
 
-    def sample_fn(batch_index: int, count: int):
-        gen = torch.Generator(device=dev).manual_seed(int(seed) + batch_index)
-        return net.sample(count, gen, **opts).float()
+    def sample_fn(indices: range):
+        for _, _, x in net.iter_generate(n, seed, batch_size=runner.SAMPLE_BATCH, indices=indices, **opts):
+            yield x.float()
 
     label = f"{name} samples"
     if not materialize:
@@ -234,9 +246,6 @@ def _model_source(name: str, weights: str | None, n: int, options: dict[str, Any
     # `all` runs two feature networks over the same samples: draw them once, keep them as 8-bit
     from gencli.io.tensor_dataset import TensorImageDataset
 
-    chunks = []
-    for b in range(math.ceil(n / runner.SAMPLE_BATCH)):
-        x = sample_fn(b, min(runner.SAMPLE_BATCH, n - b * runner.SAMPLE_BATCH))
-        chunks.append(((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    chunks = [((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu() for x in sample_fn(range(n))]
     ds = TensorImageDataset(torch.cat(chunks), None, None, name)
     return runner.Source("dataset", label, count=n, dataset=ds, cacheable=False)

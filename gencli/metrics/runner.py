@@ -40,8 +40,8 @@ from gencli.metrics.stats import FeatureStats, RunningStats, load_stats
 __all__ = ["Source", "Extracted", "resolve_source", "samples_source", "extract"]
 
 _DATASET_SPLITS = ("train", "test")
-#: Model samples are drawn in batches of this size (batch b seeded with seed + b), whatever
-#: --batch-size is, so the same --seed gives the same images.
+#: Model samples are drawn in batches of this size whatever --batch-size is (as `gencli sample`
+#: draws them: the same --seed gives the same images as `gencli sample`).
 SAMPLE_BATCH = 64
 
 
@@ -53,7 +53,7 @@ class Source:
     paths: list[str] = field(default_factory=list)
     dataset: Any = None
     stats: FeatureStats | None = None
-    sample_fn: Callable[[int, int], torch.Tensor] | None = None  # (batch index, n) -> [-1,1] NCHW
+    sample_fn: Callable[[range], Iterator[torch.Tensor]] | None = None  # indices -> [-1,1] NCHW batches
     cacheable: bool = True
     _content_key: str | None = None
 
@@ -128,8 +128,9 @@ def resolve_source(spec: str) -> Source:
     return Source("images", "stdin" if stdin else spec, count=len(paths), paths=paths, cacheable=not stdin)
 
 
-def samples_source(label: str, n: int, sample_fn: Callable[[int, int], torch.Tensor]) -> Source:
-    """Images drawn on the fly: ``sample_fn(b, k)`` returns batch ``b`` (``k`` <= SAMPLE_BATCH images)."""
+def samples_source(label: str, n: int, sample_fn: Callable[[range], Iterator[torch.Tensor]]) -> Source:
+    """Images drawn on the fly: ``sample_fn(indices)`` yields the images of those indices, in
+    order, batch by batch."""
     return Source("samples", label, count=n, sample_fn=sample_fn, cacheable=False)
 
 
@@ -255,8 +256,15 @@ def extract(
     on_error: str = "fail",
     use_cache: bool = True,
     progress: Callable[[int], None] | None = None,
+    group: Any = None,
 ) -> Extracted:
-    """Features/statistics of ``source`` under ``extractor`` (see the module docstring)."""
+    """Features/statistics of ``source`` under ``extractor`` (see the module docstring).
+
+    ``group`` (a :class:`gencli.training.distributed.Group` under torchrun): each rank extracts
+    the contiguous share of the inputs it is given (by index, as `gencli sample` splits images),
+    then the ranks merge: statistics as exact float64 (count, mean, centred sum of squares)
+    triples combined in rank order, features and logits gathered in index order. Every rank
+    returns the whole result."""
     if source.kind == "stats":
         if need_features or need_logits:
             raise UsageError(f"{source.label} holds only mean/covariance statistics: KID, IS and "
@@ -273,22 +281,26 @@ def extract(
     cache_file = None
     if use_cache and need_stats and not (need_features or need_logits):
         cache_file = _cache_path(source, extractor.identity, on_error)
-        if cache_file is not None and cache_file.is_file():
-            try:
-                st = load_stats(cache_file)
-                if st.dims == extractor.dims and st.n >= 2:
-                    if progress is not None:
-                        progress(st.n)
-                    return Extracted(source, stats=st, n=st.n, cached=True)
-            except InputError:
-                pass  # a damaged cache entry is recomputed and rewritten
+        st = _read_cache(cache_file, extractor.dims)
+        if group is not None and group.any(st is None):
+            st = None  # every rank extracts (and merges) unless every rank has the cache
+        if st is not None:
+            if progress is not None:
+                progress(st.n)
+            return Extracted(source, stats=st, n=st.n, cached=True)
     bs = batch_size or extractor.default_batch_size
     running = RunningStats() if need_stats else None
     feats: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
     n = 0
+    total = source.count if source.count is not None else 0
+    part = range(total)
+    if group is not None and group.active:
+        from gencli.training.distributed import share
+
+        part = share(total, group.rank, group.world)
     with torch.inference_mode():
-        for out in _forward_batches(source, extractor, bs, on_error, need_logits):
+        for out in _forward_batches(source, extractor, bs, on_error, need_logits, part):
             f = out["features"]
             if not torch.isfinite(f).all():
                 raise InputError(f"{source.label}: the feature extractor produced NaN/inf values "
@@ -302,6 +314,8 @@ def extract(
             n += f.shape[0]
             if progress is not None:
                 progress(f.shape[0])
+    if group is not None and group.active:
+        running, feats, logits, n = _merge_ranks(group, running, feats, logits, n)
     if n < 2:
         raise InputError(f"{source.label}: need at least 2 images, got {n}")
     res = Extracted(source, n=n)
@@ -309,7 +323,7 @@ def extract(
         st = running.finalize()
         st.meta = {"features": extractor.name, "identity": extractor.identity, "source": source.label}
         res.stats = st
-        if use_cache:
+        if use_cache and (group is None or group.main):  # one writer under torchrun
             cache_file = cache_file or _cache_path(source, extractor.identity, on_error)
             if cache_file is not None:
                 _write_cache(cache_file, st)
@@ -318,6 +332,34 @@ def extract(
     if need_logits:
         res.logits = torch.cat(logits)
     return res
+
+
+def _merge_ranks(group: Any, running: RunningStats | None, feats: list[torch.Tensor],
+                 logits: list[torch.Tensor], n: int) -> tuple[RunningStats | None, list, list, int]:
+    """Every rank's share, gathered on every rank in rank (= index) order."""
+    import torch.distributed as dist
+
+    mine = {"n": n, "stats": running.state() if running is not None else None,
+            "feats": torch.cat(feats) if feats else None, "logits": torch.cat(logits) if logits else None}
+    parts: list[Any] = [None] * group.world
+    dist.all_gather_object(parts, mine)
+    merged = None
+    if running is not None:
+        merged = RunningStats()
+        for p in parts:
+            merged.merge_state(*p["stats"])
+    return (merged, [p["feats"] for p in parts if p["feats"] is not None],
+            [p["logits"] for p in parts if p["logits"] is not None], sum(p["n"] for p in parts))
+
+
+def _read_cache(path: Path | None, dims: int) -> FeatureStats | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        st = load_stats(path)
+    except InputError:
+        return None  # a damaged cache entry is recomputed and rewritten
+    return st if st.dims == dims and st.n >= 2 else None
 
 
 def _write_cache(path: Path, st: FeatureStats) -> None:
@@ -330,26 +372,26 @@ def _write_cache(path: Path, st: FeatureStats) -> None:
 
 
 def _forward_batches(source: Source, extractor: Any, bs: int, on_error: str,
-                     logits: bool) -> Iterator[dict[str, torch.Tensor]]:
+                     logits: bool, part: range) -> Iterator[dict[str, torch.Tensor]]:
+    """Feature batches of the inputs with indices ``part`` (all of them, or a rank's share)."""
     channels = 1 if extractor.name == "fmnist" else 3
     if source.kind == "images":
-        for batch, skipped in _prefetch(_image_batches(source.paths, bs, channels, on_error)):
+        paths = source.paths[part.start:part.stop]
+        for batch, skipped in _prefetch(_image_batches(paths, bs, channels, on_error)):
             for msg in skipped:
                 warnings.warn(msg, UserWarning, stacklevel=1)
             if batch:
                 yield _group_forward(extractor, batch, logits)
     elif source.kind == "dataset":
         ds = source.dataset
-        for start in range(0, len(ds), bs):
-            x, _ = ds.batch(slice(start, start + bs))
+        for start in range(part.start, part.stop, bs):
+            x, _ = ds.batch(slice(start, min(start + bs, part.stop)))
             yield extractor(x, logits=logits)
     elif source.kind == "samples":
         assert source.sample_fn is not None and source.count is not None
-        for b in range(-(-source.count // SAMPLE_BATCH)):
-            k = min(SAMPLE_BATCH, source.count - b * SAMPLE_BATCH)
-            x = source.sample_fn(b, k)
+        for x in source.sample_fn(part):
             x = ((x.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1  # 8-bit, as a saved PNG
-            for start in range(0, k, bs):
+            for start in range(0, x.shape[0], bs):
                 yield extractor(x[start:start + bs], logits=logits)
     else:  # pragma: no cover
         raise ValueError(source.kind)

@@ -114,6 +114,28 @@ class RunningStats:
         self._mean = self._mean + delta * (nb / n)
         self._n = n
 
+    def state(self) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+        """(n, mean, centred sum of outer products): what :meth:`merge_state` combines."""
+        self._merge()
+        return self._n, self._mean, self._m2
+
+    def merge_state(self, n: int, mean: np.ndarray | None, m2: np.ndarray | None) -> None:
+        """Add another :class:`RunningStats`' :meth:`state` (Chan et al.'s pairwise update: the
+        same formula as between batches, so merging shares equals streaming them all)."""
+        self._merge()
+        if not n:
+            return
+        if self.dims is None:
+            self.dims = int(mean.shape[0])
+        if self._mean is None:
+            self._n, self._mean, self._m2 = int(n), mean.copy(), m2.copy()
+            return
+        total = self._n + n
+        delta = mean - self._mean
+        self._m2 = self._m2 + m2 + np.outer(delta, delta) * (self._n * n / total)
+        self._mean = self._mean + delta * (n / total)
+        self._n = total
+
     def finalize(self) -> FeatureStats:
         self._merge()
         if self._mean is None or self.n < 2:

@@ -301,14 +301,36 @@ def image_seed(seed: int, index: int) -> int:
     return (x ^ (x >> 32)) & 0xFFFF_FFFF
 
 
-def randn(shape: tuple[int, ...], generator: Any, device: Any) -> torch.Tensor:
-    """Standard normal noise of ``shape``: from one generator for the whole batch, or from a list
-    of generators, one per image (row); see ``GenerativeModel.per_image_noise``."""
+def per_row(draw: Any, shape: tuple[int, ...], generator: Any) -> torch.Tensor:
+    """``draw(shape, generator)`` for the whole batch from one generator, or row by row from a
+    list of generators, one per image (see ``GenerativeModel.per_image_noise``)."""
     if isinstance(generator, (list, tuple)):
         if len(generator) != shape[0]:
             raise ValueError(f"{len(generator)} generators for {shape[0]} images")
-        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
-    return torch.randn(shape, generator=generator, device=device)
+        return torch.stack([draw(tuple(shape[1:]), g) for g in generator])
+    return draw(tuple(shape), generator)
+
+
+def randn(shape: tuple[int, ...], generator: Any, device: Any) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (one generator, or one per image: :func:`per_row`)."""
+    return per_row(lambda s, g: torch.randn(s, generator=g, device=device), shape, generator)
+
+
+def rand(shape: tuple[int, ...], generator: Any, device: Any) -> torch.Tensor:
+    """Uniform [0, 1) noise of ``shape`` (one generator, or one per image: :func:`per_row`)."""
+    return per_row(lambda s, g: torch.rand(s, generator=g, device=device), shape, generator)
+
+
+def randint(high: int, shape: tuple[int, ...], generator: Any, device: Any) -> torch.Tensor:
+    """Integers in [0, high) of ``shape`` (one generator, or one per image: :func:`per_row`)."""
+    return per_row(lambda s, g: torch.randint(int(high), s, generator=g, device=device), shape, generator)
+
+
+def generator_device(generator: Any, default: Any) -> Any:
+    """The device of a generator (or of the first of a list of them), else ``default``."""
+    if isinstance(generator, (list, tuple)):
+        generator = generator[0] if generator else None
+    return generator.device if generator is not None else default
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -13,11 +13,32 @@ from gencli.errors import GencliError
 if TYPE_CHECKING:
     from gencli.training.trainer import Trainer
 
-__all__ = ["NonFiniteLoss", "StepContext"]
+__all__ = ["NonFiniteLoss", "StepContext", "TorchRandom"]
 
 
 class NonFiniteLoss(GencliError):
     """Raised when a loss is NaN or infinite; the run stops without saving."""
+
+class TorchRandom:
+    """The random-number interface of :class:`StepContext` (``randn``, ``rand``, ``randint``,
+    ``randn_like``) on torch's global generator (or ``generator``): for code that runs a family's
+    ``train_step`` outside the trainer (tests, toys), and the default of helpers that take an rng."""
+
+    def __init__(self, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        self.device, self.generator = torch.device(device), generator
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator).to(self.device)
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        return self.randn(*x.shape).to(x.device, x.dtype)
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator).to(self.device)
+
+    def randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randint(low, high, tuple(shape), generator=self.generator).to(self.device)
+
 
 class StepContext:
     """What a family's ``train_step`` uses: autocast, a guarded backward + optimiser step, and the

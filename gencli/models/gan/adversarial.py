@@ -33,13 +33,13 @@ from torch import nn
 from gencli.errors import UsageError
 from gencli.models.configs import merge
 from gencli.models.gan.arithmetic import parse_arithmetic  # noqa: F401 (tests import it from here)
-from gencli.models.base import GenerativeModel
+from gencli.models.base import GenerativeModel, generator_device, per_row, rand, randn
 from gencli.models.gan import losses, tricks
 from gencli.models.gan.networks import Discriminator, Generator
 
 LOSSES = ("vanilla", "minimax", "lsgan", "wgan", "hinge")
 PENALTIES = ("none", "gp", "dragan", "r1")
-CONDITIONING = ("none", "concat", "acgan")
+CONDITIONING = ("none", "concat", "projection", "acgan")
 
 BASE_CONFIG: dict[str, Any] = {
     "image_size": 28, "channels": 1, "num_classes": None, "data_shape": None,
@@ -70,6 +70,7 @@ class AdversarialModel(GenerativeModel):
     #: conditioning used when the data has labels (None: unconditional unless the config says)
     LABELLED: str | None = None
     train_defaults = {"batch_size": 64, "grad_clip": 0, "ema_decay": 0, "save_every": 1000}
+    per_image_noise = True  # image i of a run depends on (seed, i) only, whatever the batch or ranks
 
     def __init__(self, config: dict[str, Any]):
         cfg = merge(merge(BASE_CONFIG, self.DEFAULTS), config)
@@ -86,6 +87,7 @@ class AdversarialModel(GenerativeModel):
             self.D = Discriminator(cfg["discriminator"], self.data_shape,
                                    label_classes=nc if cfg["conditioning"] == "concat" else None,
                                    aux_classes=nc if cfg["conditioning"] == "acgan" else None,
+                                   proj_classes=nc if cfg["conditioning"] == "projection" else None,
                                    q_dim=self.q_dim)
         self._last_g = 0.0
 
@@ -178,28 +180,36 @@ class AdversarialModel(GenerativeModel):
     def ema_module(self) -> nn.Module:
         return self.G
 
-    def _noise(self, n: int, device: torch.device) -> torch.Tensor:
+    def _noise(self, n: int, rng: Any) -> torch.Tensor:
         if self.config["z_dist"] == "uniform":
-            return torch.rand(n, int(self.config["z_dim"]), device=device) * 2 - 1
-        return torch.randn(n, int(self.config["z_dim"]), device=device)
+            return rng.rand(n, int(self.config["z_dim"])) * 2 - 1
+        return rng.randn(n, int(self.config["z_dim"]))
 
-    def training_latents(self, n: int, device: torch.device) -> tuple[torch.Tensor, Any]:
-        """(G's input, what the info loss needs) for a training batch (torch's RNG)."""
-        return self._noise(n, device), None
+    def training_latents(self, n: int, rng: Any) -> tuple[torch.Tensor, Any]:
+        """(G's input, what the info loss needs) for a training batch, drawn from ``rng`` (the
+        step context: the same global batch of noise on 1 or N ranks)."""
+        return self._noise(n, rng), None
+
+    def fakes(self, z: torch.Tensor, labels: torch.Tensor | None, rng: Any) -> torch.Tensor:
+        """G's training output for ``z`` (stylegan mixes styles here, with ``rng``)."""
+        return self.G(z, labels)
 
     def info_loss(self, feats: torch.Tensor, codes: Any) -> torch.Tensor | None:
         return None
 
-    def _d_input(self, x: torch.Tensor, step: int) -> torch.Tensor:
+    def _d_input(self, x: torch.Tensor, step: int, rng: Any) -> torch.Tensor:
         c = self.config
         std = tricks.instance_noise_std(step, float(c["instance_noise"]), int(c["instance_noise_steps"]))
         if std > 0:
-            x = x + std * torch.randn_like(x)
-        return tricks.diff_augment(x, c["augment"]) if c["augment"] else x
+            x = x + std * rng.randn_like(x)
+        return tricks.diff_augment(x, c["augment"], rng) if c["augment"] else x
+
+    def _d_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The labels D sees (its one-hot planes or its projection); None for acgan, unconditional."""
+        return labels if self.config["conditioning"] in ("concat", "projection") else None
 
     def _critic(self, labels: torch.Tensor | None):
-        cond = self.config["conditioning"] == "concat"
-        return lambda x: self.D(x, labels if cond else None)
+        return lambda x: self.D(x, labels)
 
     def train_step(self, batch, step, ctx) -> dict[str, torch.Tensor]:
         self._require_training()
@@ -209,17 +219,17 @@ class AdversarialModel(GenerativeModel):
         if tuple(real.shape[1:]) != self.data_shape:
             raise UsageError(f"{self.family} was built for data of shape {self.data_shape}, got {tuple(real.shape[1:])}")
         labels = y.long() if self.num_classes else None
-        dlab = labels if c["conditioning"] == "concat" else None
+        dlab = self._d_labels(labels)
         mode = "vanilla" if c["loss"] == "minimax" else c["loss"]
         # --- D step (fakes with the batch's labels)
-        z, codes = self.training_latents(n, dev)
+        z, codes = self.training_latents(n, ctx)
         with torch.no_grad(), ctx.autocast():
-            fake = self.G(z, labels)
+            fake = self.fakes(z, labels, ctx)
         with ctx.autocast():
-            real_in = self._d_input(real, step)
-            fake_in = self._d_input(fake.float(), step)
+            real_in = self._d_input(real, step, ctx)
+            fake_in = self._d_input(fake.float(), step, ctx)
             hr, hf = self.D.features(real_in, dlab), self.D.features(fake_in, dlab)
-            loss_d = tricks.smoothed_d_loss(self.D.adv(hr).squeeze(1), self.D.adv(hf).squeeze(1),
+            loss_d = tricks.smoothed_d_loss(self.D.score(hr, dlab), self.D.score(hf, dlab),
                                             mode, float(c["label_smoothing"]))
             out: dict[str, torch.Tensor] = {}
             if c["conditioning"] == "acgan" and labels is not None:
@@ -231,7 +241,7 @@ class AdversarialModel(GenerativeModel):
             if info is not None:
                 loss_d = loss_d + info
                 out["info"] = info
-        pen = self._penalty(real_in, fake_in, dlab)
+        pen = self._penalty(real_in, fake_in, dlab, ctx)
         if pen is not None:
             out[c["penalty"]] = pen
             loss_d = loss_d + float(c["penalty_weight"]) * (0.5 if c["penalty"] == "r1" else 1.0) * pen
@@ -243,23 +253,23 @@ class AdversarialModel(GenerativeModel):
         out["D"] = loss_d
         # --- G step every n_critic D steps (fresh z, random labels)
         if (step + 1) % max(1, int(c["n_critic"])) == 0:
-            out.update(self._g_step(n, dev, step, ctx))
+            out.update(self._g_step(n, step, ctx))
             self._last_g = float(out["G"].detach())
         else:
             out["G"] = torch.tensor(self._last_g)
         return {k: v.detach().float() for k, v in out.items()}
 
-    def _g_step(self, n: int, dev: torch.device, step: int, ctx) -> dict[str, torch.Tensor]:
+    def _g_step(self, n: int, step: int, ctx) -> dict[str, torch.Tensor]:
         c = self.config
-        glabels = torch.randint(self.num_classes, (n,), device=dev) if self.num_classes else None
-        z, codes = self.training_latents(n, dev)
+        glabels = ctx.randint(0, self.num_classes, (n,)) if self.num_classes else None
+        z, codes = self.training_latents(n, ctx)
         self.D.requires_grad_(False)
         try:
             with ctx.autocast():
-                fake = self.G(z, glabels)
-                h = self.D.features(self._d_input(fake.float(), step),
-                                    glabels if c["conditioning"] == "concat" else None)
-                pred = self.D.adv(h).squeeze(1)
+                fake = self.fakes(z, glabels, ctx)
+                gdlab = self._d_labels(glabels)
+                h = self.D.features(self._d_input(fake.float(), step, ctx), gdlab)
+                pred = self.D.score(h, gdlab)
                 loss_g = (losses.minimax_g_loss(pred) if c["loss"] == "minimax"
                           else losses.generator_loss(pred, c["loss"]))
                 out: dict[str, torch.Tensor] = {}
@@ -276,30 +286,32 @@ class AdversarialModel(GenerativeModel):
         out["G"] = loss_g
         return out
 
-    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
+    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None, rng: Any
+                 ) -> torch.Tensor | None:
         kind = self.config["penalty"]
         critic = self._critic(labels)
+        n = real.shape[0]
         if kind == "gp":
-            return losses.gradient_penalty(critic, real.float(), fake.float())
+            return losses.gradient_penalty(critic, real.float(), fake.float(), alpha=rng.rand(n))
         if kind == "dragan":
             x = real.float()
-            perturbed = x + 0.5 * x.std() * torch.rand_like(x)
-            return losses.gradient_penalty(critic, perturbed, x)
+            perturbed = x + 0.5 * x.std() * rng.rand(*x.shape).to(x)
+            return losses.gradient_penalty(critic, perturbed, x, alpha=rng.rand(n))
         if kind == "r1":
             return losses.r1_penalty(critic, real.float())
         return None
 
     # --- sampling -------------------------------------------------------------------------------
-    def prior(self, n: int, generator: torch.Generator | None = None, *, truncation: float | None = None
-              ) -> torch.Tensor:
-        dev = generator.device if generator is not None else self.device
+    def prior(self, n: int, generator: Any = None, *, truncation: float | None = None) -> torch.Tensor:
+        """z for ``n`` images from one generator, or from one generator per image (per-image noise)."""
+        dev = generator_device(generator, self.device)
         shape = (n, int(self.config["z_dim"]))
         if self.config["z_dist"] == "uniform":
-            z = torch.rand(shape, generator=generator, device=dev) * 2 - 1
+            z = rand(shape, generator, dev) * 2 - 1
             return z * float(truncation) if truncation is not None and truncation < 1 else z
         if truncation is not None:
-            return tricks.truncated_normal(shape, float(truncation), generator, dev)
-        return torch.randn(shape, generator=generator, device=dev)
+            return per_row(lambda s, g: tricks.truncated_normal(s, float(truncation), g, dev), shape, generator)
+        return randn(shape, generator, dev)
 
     def decode(self, latents: torch.Tensor, *, class_labels: Any = None, **opts: Any) -> torch.Tensor:
         labels = self.class_labels(latents.shape[0], class_labels)

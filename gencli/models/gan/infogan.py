@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import UsageError
+from gencli.models.base import rand, randint
 from gencli.models.gan.adversarial import AdversarialModel
 
 
@@ -49,17 +50,18 @@ class InfoGAN(AdversarialModel):
         return sum(self._cats) + self._cont
 
     def _codes(self, n: int, generator: torch.Generator | None, device: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
-        cats = [torch.randint(k, (n,), generator=generator, device=device) for k in self._cats]
-        cont = torch.rand(n, self._cont, generator=generator, device=device) * 2 - 1
+        cats = [randint(k, (n,), generator, device) for k in self._cats]
+        cont = rand((n, self._cont), generator, device) * 2 - 1
         return cats, cont
 
     def _latent(self, z: torch.Tensor, cats: list[torch.Tensor], cont: torch.Tensor) -> torch.Tensor:
         onehots = [F.one_hot(c, k).to(z.dtype) for c, k in zip(cats, self._cats)]
         return torch.cat([z, *onehots, cont.to(z.dtype)], dim=1)
 
-    def training_latents(self, n: int, device: torch.device):
-        z = self._noise(n, device)
-        cats, cont = self._codes(n, None, device)
+    def training_latents(self, n: int, rng: Any):
+        z = self._noise(n, rng)
+        cats = [rng.randint(0, k, (n,)) for k in self._cats]
+        cont = rng.rand(n, self._cont) * 2 - 1
         return self._latent(z, cats, cont), (cats, cont)
 
     def info_loss(self, feats: torch.Tensor, codes: Any) -> torch.Tensor | None:

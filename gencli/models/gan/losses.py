@@ -149,18 +149,21 @@ def input_gradients(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor
 
 
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, *,
-                     generator: torch.Generator | None = None, center: float = 1.0) -> torch.Tensor:
+                     generator: torch.Generator | None = None, center: float = 1.0,
+                     alpha: torch.Tensor | None = None) -> torch.Tensor:
     """WGAN-GP: mean over samples of (||grad_x critic(x)||_2 - center)^2 at x = a*real + (1-a)*fake,
-    with one a ~ U[0, 1) per sample (drawn from ``generator``). Unweighted (WGAN-GP uses 10x).
+    with one a ~ U[0, 1) per sample (``alpha`` (N,), or drawn from ``generator``). Unweighted
+    (WGAN-GP uses 10x).
 
     ``real`` and ``fake`` are detached: the penalty trains the critic only.
     """
     if real.shape != fake.shape:
         raise UsageError(f"gradient penalty needs real and fake batches of one shape, "
                          f"got {tuple(real.shape)} and {tuple(fake.shape)}")
-    dev = generator.device if generator is not None else real.device
-    alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), generator=generator, device=dev)
-    alpha = alpha.to(real.device, real.dtype)
+    if alpha is None:
+        dev = generator.device if generator is not None else real.device
+        alpha = torch.rand(real.shape[0], generator=generator, device=dev)
+    alpha = alpha.reshape((real.shape[0],) + (1,) * (real.dim() - 1)).to(real.device, real.dtype)
     x = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     with torch.enable_grad():
         grad = input_gradients(critic(x), x)

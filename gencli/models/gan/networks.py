@@ -12,10 +12,12 @@ Two architectures, each with optional class conditioning:
   left of the image size after halving it while even and above 7 (28 -> 7, 32 -> 4, 64 -> 4).
 
 Conditioning (``num_classes`` set): G concatenates a learned label embedding to z (cGAN, ACGAN);
-D (cGAN only, ``d_labels``) sees the label as one-hot planes next to the image (conv) or
-concatenated to the flattened input (mlp). D exposes its trunk (:meth:`Discriminator.features`)
-and heads: ``adv`` (one logit / critic score), ``aux`` (ACGAN class logits), ``q`` (InfoGAN's
-code posterior).
+D (cGAN) sees the label either as one-hot planes next to the image (conv) or concatenated to
+the flattened input (mlp) (``label_classes``), or through a projection (Miyato & Koyama 2018,
+``proj_classes``): the score adds the inner product of a learned label embedding with D's
+features, ``adv(h) + <embed(y), h>``. D exposes its trunk (:meth:`Discriminator.features`),
+:meth:`Discriminator.score` and heads: ``adv`` (one logit / critic score), ``aux`` (ACGAN class
+logits), ``q`` (InfoGAN's code posterior).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class Discriminator(nn.Module):
     """Data (+ label) -> trunk features; heads ``adv`` (1 score), ``aux`` (classes), ``q`` (codes)."""
 
     def __init__(self, cfg: dict[str, Any], in_shape: tuple[int, ...], *, label_classes: int | None = None,
-                 aux_classes: int | None = None, q_dim: int = 0):
+                 aux_classes: int | None = None, proj_classes: int | None = None, q_dim: int = 0):
         super().__init__()
         self.arch = _check_arch(cfg.get("arch", "conv"))
         self.in_shape = tuple(int(s) for s in in_shape)
@@ -154,6 +156,9 @@ class Discriminator(nn.Module):
         self.adv = nn.Linear(feat, 1)
         if aux_classes:
             self.aux = nn.Linear(feat, int(aux_classes))
+        if proj_classes:  # initialised like the linear head it adds to
+            self.proj = nn.Embedding(int(proj_classes), feat)
+            nn.init.normal_(self.proj.weight, 0.0, 0.02 if cfg.get("init", "normal") == "normal" else 1 / math.sqrt(feat))
         if q_dim:
             self.q = nn.Sequential(nn.Linear(feat, 128), nn.LeakyReLU(0.2, True), nn.Linear(128, int(q_dim)))
         if cfg.get("init", "normal") == "normal":
@@ -164,6 +169,7 @@ class Discriminator(nn.Module):
                     torch.nn.utils.parametrizations.spectral_norm(m)
 
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The trunk's features (N, F); ``labels`` are used only by the one-hot-plane conditioning."""
         if self.label_classes:
             if labels is None:
                 raise UsageError("this discriminator is class-conditional: it needs class labels")
@@ -176,6 +182,15 @@ class Discriminator(nn.Module):
             x = x.flatten(1)
         return self.trunk(x)
 
+    def score(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The adversarial score (N,) of trunk features ``h`` (plus the label projection)."""
+        out = self.adv(h).squeeze(1)
+        if hasattr(self, "proj"):
+            if labels is None:
+                raise UsageError("this discriminator is class-conditional: it needs class labels")
+            out = out + (self.proj(labels).to(h.dtype) * h).sum(1)
+        return out
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The adversarial score, one per sample (N,)."""
-        return self.adv(self.features(x, labels)).squeeze(1)
+        return self.score(self.features(x, labels), labels)

@@ -11,8 +11,8 @@
   (w'' = s w / sqrt(sum (s w)^2 + 1e-8)); per-layer noise (one channel, a learned strength
   starting at 0) and a bias follow, then LeakyReLU 0.2 (x sqrt 2). Weights are N(0, 1) scaled by
   1/sqrt(fan_in) at run time (equalised learning rate).
-- Style mixing regularisation: in training, with probability ``style_mixing`` (0.9) two z's are
-  mapped and the styles switch from one to the other at a random layer.
+- Style mixing regularisation: in training, with probability ``style_mixing`` (0.9) per sample two
+  z's are mapped and the styles switch from one to the other at a random layer.
 - Training: non-saturating logistic loss, R1 penalty on reals (gamma/2 ||grad||^2, ``r1_gamma``),
   Adam (0, 0.99), EMA of G (the trainer's, decay 0.999 by default for this family), a plain
   DCGAN-layout discriminator without norm.
@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.models.base import generator_device, randn
 from gencli.models.gan.adversarial import AdversarialModel
 from gencli.models.gan.networks import conv_layout
 
@@ -63,7 +64,7 @@ class ModConv(nn.Module):
         self.demod, self.act, self.k = demod, act, k
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_gen: torch.Generator | None = None,
-                shared_noise: bool = False) -> torch.Tensor:
+                shared_noise: bool = False, rng: Any = None) -> torch.Tensor:
         b, c, h, wd = x.shape
         s = self.affine(w)  # (B, c_in)
         weight = self.weight[None] * (1 / math.sqrt(c * self.k * self.k)) * s[:, None, :, None, None]
@@ -72,8 +73,11 @@ class ModConv(nn.Module):
         out = F.conv2d(x.reshape(1, b * c, h, wd), weight.reshape(-1, c, self.k, self.k),
                        padding=self.k // 2, groups=b).reshape(b, -1, h, wd)
         if hasattr(self, "noise_strength"):
-            dev = noise_gen.device if noise_gen is not None else x.device
-            noise = torch.randn(1 if shared_noise else b, 1, h, wd, generator=noise_gen, device=dev).to(out)
+            if rng is not None:  # training: the step context's draws
+                noise = rng.randn(b, 1, h, wd).to(out)
+            else:
+                dev = generator_device(noise_gen, x.device)
+                noise = randn((1 if shared_noise else b, 1, h, wd), noise_gen, dev).to(out)
             out = out + self.noise_strength * noise
         out = out + self.bias[None, :, None, None]
         return F.leaky_relu(out, 0.2) * math.sqrt(2) if self.act else out
@@ -121,26 +125,30 @@ class StyleGenerator(nn.Module):
         return torch.cat([t[:, :cutoff], w[:, cutoff:]], dim=1)
 
     def synthesis(self, ws: torch.Tensor, noise_gen: torch.Generator | None = None,
-                  shared_noise: bool = False) -> torch.Tensor:
-        """Images of styles ``ws`` (B, num_ws, w_dim); ``shared_noise``: one noise draw for all."""
+                  shared_noise: bool = False, rng: Any = None) -> torch.Tensor:
+        """Images of styles ``ws`` (B, num_ws, w_dim); ``shared_noise``: one noise draw for all;
+        ``rng`` (training): the per-layer noise from a step context."""
         x = self.const[None].expand(ws.shape[0], -1, -1, -1)
         for i, (conv, up) in enumerate(zip(self.convs, self.ups)):
             if up:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = conv(x, ws[:, i], noise_gen, shared_noise)
+            x = conv(x, ws[:, i], noise_gen, shared_noise, rng)
         return torch.tanh(self.to_rgb(x, ws[:, -1]))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, *, z2: torch.Tensor | None = None,
+                cut: torch.Tensor | None = None, rng: Any = None) -> torch.Tensor:
+        """Images of ``z``; with ``z2`` and ``cut`` (N,) (style mixing), sample i takes the styles
+        from ``cut[i]`` on from ``z2[i]`` (``cut[i] = num_ws``: no mixing); the layer noise from
+        ``rng`` when given. In training mode the mean w is tracked (from this process's batch)."""
         w = self.map(z)
         ws = w[:, None].repeat(1, self.num_ws, 1)
         if self.training:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
-            if self.style_mixing > 0 and float(torch.rand(())) < self.style_mixing:
-                cut = int(torch.randint(1, self.num_ws, ()))
-                w2 = self.map(torch.randn_like(z))
-                ws[:, cut:] = w2[:, None]
-        return self.synthesis(ws)
+        if z2 is not None and cut is not None:
+            later = torch.arange(self.num_ws, device=ws.device)[None, :] >= cut.to(ws.device)[:, None]
+            ws = torch.where(later[..., None], self.map(z2)[:, None], ws)
+        return self.synthesis(ws, rng=rng)
 
 
 class StyleGAN(AdversarialModel):
@@ -155,14 +163,25 @@ class StyleGAN(AdversarialModel):
     def build_generator(self, cfg: dict[str, Any], num_classes: int | None) -> nn.Module:
         return StyleGenerator(cfg["generator"], self.data_shape, int(cfg["z_dim"]), num_classes)
 
+    def fakes(self, z: torch.Tensor, labels: torch.Tensor | None, rng: Any) -> torch.Tensor:
+        """Style mixing regularisation: with probability ``style_mixing`` per sample, the styles
+        switch to a second z's at a random layer (drawn per sample from ``rng``, so a batch split
+        over ranks mixes as the whole batch would)."""
+        p = self.G.style_mixing
+        if p <= 0:
+            return self.G(z, labels, rng=rng)
+        n, num_ws = z.shape[0], self.G.num_ws
+        cut = rng.randint(1, num_ws, (n,))
+        cut = torch.where(rng.rand(n) < p, cut, torch.full_like(cut, num_ws))
+        return self.G(z, labels, z2=rng.randn(*z.shape).to(z), cut=cut, rng=rng)
+
     def _ws(self, z: torch.Tensor, truncation: float | None = None) -> torch.Tensor:
         w = self.G.map(z.to(self.device))
         return self.G.truncate(w[:, None].repeat(1, self.G.num_ws, 1), truncation)
 
     def prior(self, n: int, generator: torch.Generator | None = None, *, truncation: float | None = None
               ) -> torch.Tensor:
-        dev = generator.device if generator is not None else self.device
-        return torch.randn(n, int(self.config["z_dim"]), generator=generator, device=dev)
+        return randn((n, int(self.config["z_dim"])), generator, generator_device(generator, self.device))
 
     def decode(self, latents: torch.Tensor, *, class_labels: Any = None, truncation: float | None = None,
                noise_gen: torch.Generator | None = None, **opts: Any) -> torch.Tensor:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from gencli.training.step import TorchRandom
+
 
 def ring_modes(k: int = 8, radius: float = 2.0) -> torch.Tensor:
     a = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
@@ -43,10 +45,12 @@ def mode_stats(x: torch.Tensor, *, k: int = 8, radius: float = 2.0, std: float =
             "counts": counts.tolist()}
 
 
-class _Ctx:
-    """The trainer's StepContext, reduced to what ``train_step`` calls (fp32, no clipping)."""
+class _Ctx(TorchRandom):
+    """The trainer's StepContext, reduced to what ``train_step`` calls (fp32, no clipping; random
+    numbers from torch's global generator)."""
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer]):
+        super().__init__("cpu")
         self.optimizers = optimizers
 
     def autocast(self):

@@ -15,11 +15,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from gencli.errors import UsageError
 from gencli.models.gan import losses
+from gencli.training.step import TorchRandom
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -52,32 +55,35 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     return parts
 
 
-def diff_augment(x: torch.Tensor, policy: str | tuple[str, ...]) -> torch.Tensor:
-    """DiffAugment of an image batch (N, C, H, W); differentiable in ``x``. Uses torch's RNG."""
+def diff_augment(x: torch.Tensor, policy: str | tuple[str, ...], rng: Any = None) -> torch.Tensor:
+    """DiffAugment of an image batch (N, C, H, W); differentiable in ``x``. Random numbers come
+    from ``rng`` (a training step's context, or anything with ``rand``/``randint`` like it;
+    default: torch's global generator)."""
     parts = parse_policy(policy) if isinstance(policy, str) else policy
     if x.dim() != 4 or not parts:
         return x
-    n, dev = x.shape[0], x.device
+    rng = rng if rng is not None else TorchRandom(x.device)
+    n = x.shape[0]
     for p in parts:
         if p == "color":
-            x = x + (torch.rand(n, 1, 1, 1, device=dev, dtype=x.dtype) - 0.5)
+            x = x + (rng.rand(n, 1, 1, 1).to(x) - 0.5)
             mean = x.mean(dim=1, keepdim=True)
-            x = (x - mean) * (torch.rand(n, 1, 1, 1, device=dev, dtype=x.dtype) * 2) + mean
+            x = (x - mean) * (rng.rand(n, 1, 1, 1).to(x) * 2) + mean
             mean = x.mean(dim=[1, 2, 3], keepdim=True)
-            x = (x - mean) * (torch.rand(n, 1, 1, 1, device=dev, dtype=x.dtype) + 0.5) + mean
+            x = (x - mean) * (rng.rand(n, 1, 1, 1).to(x) + 0.5) + mean
         elif p == "translation":
-            x = _translate(x, 0.125)
+            x = _translate(x, 0.125, rng)
         elif p == "cutout":
-            x = _cutout(x, 0.5)
+            x = _cutout(x, 0.5, rng)
     return x
 
 
-def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
+def _translate(x: torch.Tensor, ratio: float, rng: Any) -> torch.Tensor:
     n, _, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dev = x.device
-    tx = torch.randint(-sh, sh + 1, (n, 1, 1), device=dev)
-    ty = torch.randint(-sw, sw + 1, (n, 1, 1), device=dev)
+    tx = rng.randint(-sh, sh + 1, (n, 1, 1)).to(dev)
+    ty = rng.randint(-sw, sw + 1, (n, 1, 1)).to(dev)
     gb, gx, gy = torch.meshgrid(torch.arange(n, device=dev), torch.arange(h, device=dev),
                                 torch.arange(w, device=dev), indexing="ij")
     gx = torch.clamp(gx + tx + 1, 0, h + 1)
@@ -86,12 +92,12 @@ def _translate(x: torch.Tensor, ratio: float) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1).contiguous()[gb, gx, gy].permute(0, 3, 1, 2)
 
 
-def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
+def _cutout(x: torch.Tensor, ratio: float, rng: Any) -> torch.Tensor:
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dev = x.device
-    ox = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=dev)
-    oy = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=dev)
+    ox = rng.randint(0, h + (1 - ch % 2), (n, 1, 1)).to(dev)
+    oy = rng.randint(0, w + (1 - cw % 2), (n, 1, 1)).to(dev)
     gb, gx, gy = torch.meshgrid(torch.arange(n, device=dev), torch.arange(ch, device=dev),
                                 torch.arange(cw, device=dev), indexing="ij")
     gx = torch.clamp(gx + ox - ch // 2, 0, h - 1)

@@ -3,8 +3,10 @@ quality within 3 std of its nearest mode, a mode is covered with at least one su
 
 Every family runs with its own loss, penalty and optimiser betas, on the MLP toy networks
 (2 x 128, z 16-d), Adam lr 1e-3 for all, batch 256, the rates decaying to 0 over the last 30%
-(gencli.models.gan.toy.fit). The budget is 3000 D steps; sngan runs with n_critic 1 there (its
-default 5 would leave 600 G steps). The numbers are in README.md ("Mode coverage").
+(gencli.models.gan.toy.fit). The budget is 3000 G steps: 3000 D steps for gan and lsgan, sngan with
+n_critic 1 (its default 5 would leave 600 G steps), and 15000 D steps for wgan-gp at its default
+n_critic 5, with the WGAN-GP authors' toy settings (lambda 0.1, Adam betas (0.5, 0.9): their
+gan_toy.py). The numbers are in README.md ("Mode coverage").
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gencli.models.configs import merge
 from gencli.models.gan import toy
-from gencli.models.gan.adversarial import GAN, LSGAN, SNGAN
+from gencli.models.gan.adversarial import GAN, LSGAN, SNGAN, WGANGP
 
 
 def test_ring_metrics():
@@ -46,13 +49,15 @@ def test_lsgan_spreads_over_the_ring_quickly():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls,over", [(GAN, {}), (LSGAN, {}), (SNGAN, {"n_critic": 1})],
-                         ids=["gan", "lsgan", "sngan"])
-def test_mode_coverage_within_3000_steps(cls, over):
+@pytest.mark.parametrize("cls,steps,over", [
+    (GAN, 3000, {}), (LSGAN, 3000, {}), (SNGAN, 3000, {"n_critic": 1}),
+    (WGANGP, 15000, {"penalty_weight": 0.1, "optimizer": {"betas": [0.5, 0.9]}})],
+    ids=["gan", "lsgan", "sngan", "wgan-gp"])
+def test_mode_coverage_within_3000_g_steps(cls, steps, over):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        stats = _train(cls, 3000, optimizer={"lr": 1e-3}, **over)
+        stats = _train(cls, steps, **merge({"optimizer": {"lr": 1e-3}}, over))
     finally:
         torch.set_num_threads(threads)
     print(cls.family, stats)
