@@ -1,4 +1,4 @@
-# `make install` installs gencli (editable) with its test and benchmark extras into the active Python
+# `make install` installs gencli (editable) with its test, benchmark and gpu (Triton) extras into the active Python
 # (use a virtualenv). torch is installed first as the CPU build only when no torch is present, so a
 # user who installed a CUDA build keeps it.
 PYTHON ?= python3
@@ -10,7 +10,7 @@ ANCHORS_DIR ?= .anchors
 
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
-	$(PYTHON) -m pip install -e ".[test,bench]"
+	$(PYTHON) -m pip install -e ".[test,bench,gpu]"
 	$(MAKE) anchors
 
 # pytorch-fid and torch-fidelity (the FID/KID/IS references the metric tests compare against) go

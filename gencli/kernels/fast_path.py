@@ -8,7 +8,8 @@ in eval mode; see ``UNet2DModel.fast_inference``). Nothing here changes a parame
  - stride-1 3x3 convolutions as Winograd F(4x4, 3x3) on the CPU in fp32 where it is quicker
    (:mod:`gencli.kernels.winograd`; transformed filters cached), SiLU, the per-sample bias and the
    residual folded into it;
- - GroupNorm on NHWC with :mod:`gencli.kernels.group_norm` where torch's kernel is slower;
+ - GroupNorm on NHWC with :mod:`gencli.kernels.group_norm` where torch's kernel is slower; on
+   CUDA with Triton, GroupNorm + SiLU as one kernel (:mod:`gencli.kernels.triton_ops`);
  - nearest x2 upsampling + 3x3 conv as one transposed convolution (:mod:`gencli.kernels.upsample`).
 """
 
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gencli.kernels import triton_ops
 from gencli.kernels.group_norm import group_norm_nhwc
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
 from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, winograd_filters
@@ -143,8 +145,21 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
     return out
 
 
-def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    """``norm(x)``: :func:`group_norm_nhwc` for fp32 NHWC activations on the CPU, else ``norm``."""
+def fuses_silu(x: torch.Tensor) -> bool:
+    """Whether :func:`group_norm_fast` applies a following SiLU itself here (CUDA with Triton:
+    one kernel; or Triton's interpreter when asked); on the CPU the SiLU is left to
+    :func:`conv_fast`, which folds it into Winograd."""
+    return triton_ops.enabled(x)
+
+
+def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool = False) -> torch.Tensor:
+    """``norm(x)`` (``silu(norm(x))`` with ``silu``): on CUDA with Triton one fused NHWC kernel
+    (:func:`gencli.kernels.triton_ops.group_norm_silu_nhwc`); :func:`group_norm_nhwc` for fp32
+    NHWC activations on the CPU; else ``norm``."""
+    if fuses_silu(x):
+        return triton_ops.group_norm_silu_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
+    if silu:
+        return F.silu(group_norm_fast(norm, x), inplace=True)
     if (x.device.type != "cpu" or x.dtype != torch.float32 or x.is_contiguous()
             or not x.is_contiguous(memory_format=torch.channels_last)
             or x.numel() < 32768 or x.shape[1] >= 128):  # where torch's own kernel is as quick (measured)

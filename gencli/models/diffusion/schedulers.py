@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from gencli.errors import UsageError
+from gencli.kernels import triton_ops
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -204,8 +205,18 @@ class DDIMSampler(Sampler):
     def needs_noise(self, i: int) -> bool:
         return self.eta > 0
 
-    def step(self, i: int, out: torch.Tensor, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def step(self, i: int, out: torch.Tensor, x: torch.Tensor, noise: torch.Tensor | None,
+             fused: bool | None = None) -> torch.Tensor:
+        """x at the next timestep. ``fused`` (default: on CUDA with Triton) runs the whole update as
+        one Triton kernel (:func:`gencli.kernels.triton_ops.ddim_update`; this code is its reference)."""
         s = self.steps[i]
+        if fused or (fused is None and triton_ops.enabled(x)):
+            var = (1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)
+            sch = self.schedule
+            return triton_ops.ddim_update(out, x, noise, abar=s.abar, abar_prev=s.abar_prev,
+                                          prediction_type=sch.prediction_type,
+                                          clip=sch.clip_sample_range if sch.clip_sample else None,
+                                          clipped_eps=self.clipped_eps, std=self.eta * var ** 0.5)
         x0, eps = self.schedule.split_output(out, x, s.abar)
         x0 = self.schedule.clip(x0)
         if self.clipped_eps:

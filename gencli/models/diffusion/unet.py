@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import InputError
-from gencli.kernels.fast_path import FastState, conv_fast, group_norm_fast
+from gencli.kernels.fast_path import FastState, conv_fast, fuses_silu, group_norm_fast
 from gencli.kernels.winograd import winograd_matrices
 from gencli.models.layers import (Attention, Downsample2D, MidBlock, ResnetBlock2D, TimestepEmbedding,
                                   UNetBlock2D, Upsample2D, rename_legacy_keys, timestep_embedding)
@@ -295,7 +295,8 @@ class UNet2DModel(nn.Module):
             if block.sampler is not None:
                 h = block.sampler._forward_fast(state, h)
 
-        out = conv_fast(state, self.conv_out, group_norm_fast(self.conv_norm_out, h), silu=True)
+        fuse = fuses_silu(h)
+        out = conv_fast(state, self.conv_out, group_norm_fast(self.conv_norm_out, h, silu=fuse), silu=not fuse)
         return out.contiguous()
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor | float | int,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.kernels.fast_path import FastState, conv_fast, group_norm_fast
+from gencli.kernels.fast_path import FastState, conv_fast, fuses_silu, group_norm_fast
 
 
 class ResnetBlock2D(nn.Module):
@@ -49,12 +49,13 @@ class ResnetBlock2D(nn.Module):
         if t is None:
             t = self.time_emb_proj(temb_act)
         skip = x if self.conv_shortcut is None else conv_fast(state, self.conv_shortcut, x)
+        fuse = fuses_silu(x)  # the norm applies the SiLU (CUDA + Triton), or conv_fast does (CPU)
         if self.scale_shift:
-            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x), silu=True)
+            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse)
             scale, shift = t[:, :, None, None].chunk(2, dim=1)
             h = group_norm_fast(self.norm2, h) * (1 + scale) + shift
         else:
-            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x), silu=True, sample_bias=t,
+            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse, sample_bias=t,
                           add_bias=not folded)
             h = group_norm_fast(self.norm2, h)
         out = conv_fast(state, self.conv2, h, silu=True, residual=skip)
