@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.errors import InputError, UsageError
+from gencli.kernels import cuda_graphs
 from gencli.models.configs import merge
 from gencli.models.base import GenerativeModel, OnnxGraph, Progress, randn
 from gencli.models.diffusion.schedulers import SAMPLERS, NoiseSchedule
@@ -112,15 +113,22 @@ class DiffusionModel(GenerativeModel):
         return {"loss": loss.detach()}
 
     # --- sampling ---------------------------------------------------------------------------
-    def _denoise(self, x: torch.Tensor, t: int, labels: torch.Tensor | None, guidance: float) -> torch.Tensor:
+    def _unet_call(self, x: torch.Tensor, ts: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.unet(x, ts, labels)
+
+    def _denoise(self, x: torch.Tensor, t: int, labels: torch.Tensor | None, guidance: float,
+                 net: Any = None) -> torch.Tensor:
+        """The (guided) network output at step ``t``; ``net(x, ts[, labels])`` runs the UNet (a
+        :class:`~gencli.kernels.cuda_graphs.GraphedCall` of it on CUDA)."""
+        net = net or self._unet_call
         ts = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         if labels is None or guidance == 1.0:
-            return self.unet(x, ts, labels).float()
+            return (net(x, ts) if labels is None else net(x, ts, labels)).float()
         if self.null_class is None:
             raise UsageError("this checkpoint was not trained for classifier-free guidance: "
                              "use --guidance 1")
         null = torch.full_like(labels, self.null_class)
-        out = self.unet(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([labels, null])).float()
+        out = net(torch.cat([x, x]), torch.cat([ts, ts]), torch.cat([labels, null])).float()
         cond, uncond = out.chunk(2)
         return uncond + guidance * (cond - uncond)
 
@@ -177,9 +185,12 @@ class DiffusionModel(GenerativeModel):
             x = self.prior(n, generator)
         labels = self.class_labels(n, class_labels, device)
         total = len(algo.steps)
+        net = None
+        if cuda_graphs.wanted(device):  # the fixed-shape loop: one graph replay per step
+            net = cuda_graphs.GraphedCall(self._unet_call)
         with self.unet.fast_inference(enabled=fast):
             for i, s in enumerate(algo.steps):
-                out = self._denoise(x, s.t, labels, guidance)
+                out = self._denoise(x, s.t, labels, guidance, net)
                 noise = randn(tuple(x.shape), generator, device) if algo.needs_noise(i) else None
                 x = algo.step(i, out, x, noise)
                 if progress is not None:
