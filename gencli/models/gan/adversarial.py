@@ -53,7 +53,7 @@ BASE_CONFIG: dict[str, Any] = {
     "clip": None,
     "n_critic": 1,
     "optimizer": {"kind": "adam", "lr": 2e-4, "lr_d": None, "betas": [0.5, 0.999]},
-    "aux_weight": 1.0,
+    "aux_weight": 1.0, "aux_fakes": True,
     "label_smoothing": 0.0, "instance_noise": 0.0, "instance_noise_steps": 0, "augment": "",
 }
 
@@ -233,8 +233,10 @@ class AdversarialModel(GenerativeModel):
                                             mode, float(c["label_smoothing"]))
             out: dict[str, torch.Tensor] = {}
             if c["conditioning"] == "acgan" and labels is not None:
-                aux = float(c["aux_weight"]) * 0.5 * (F.cross_entropy(self.D.aux(hr).float(), labels)
-                                                      + F.cross_entropy(self.D.aux(hf).float(), labels))
+                aux = F.cross_entropy(self.D.aux(hr).float(), labels)
+                if c["aux_fakes"]:  # the paper: D also learns to give fakes their intended class
+                    aux = 0.5 * (aux + F.cross_entropy(self.D.aux(hf).float(), labels))
+                aux = float(c["aux_weight"]) * aux
                 loss_d = loss_d + aux
                 out["aux_D"] = aux
             info = self.info_loss(hf, codes)
@@ -375,7 +377,11 @@ class CGAN(AdversarialModel):
 
 
 class ACGAN(AdversarialModel):
-    """Odena et al. 2017: G conditioned on the label, D with a source and a class head."""
+    """Odena et al. 2017: G conditioned on the label, D with a source and a class head.
+
+    ``aux_fakes: false`` trains D's class head on real images only (G's step is unchanged): the
+    head then stays a classifier of the data, and G cannot pass off one class's images as another
+    by teaching D to accept them (the paper trains it on fakes too, the default)."""
     family = "acgan"
     LABELLED = "acgan"
 

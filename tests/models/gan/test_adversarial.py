@@ -89,6 +89,28 @@ def test_conditional_families_use_labels(cls, key):
     assert x.shape == (3, 1, 8, 8)
 
 
+@pytest.mark.parametrize("aux_fakes", [True, False])
+def test_acgan_class_head_on_reals_only_when_asked(aux_fakes):
+    import copy
+
+    import torch.nn.functional as F
+
+    m = tiny(ACGAN, num_classes=3, aux_fakes=aux_fakes)
+    before = copy.deepcopy(m).train()
+    ctx = toy._Ctx(m.configure_optimizers())
+    m.train()
+    x = torch.rand(4, *m.data_shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    y = torch.tensor([0, 1, 2, 0])
+    torch.manual_seed(5)
+    out = m.train_step((x, y), 0, ctx)
+    with torch.no_grad():
+        real_ce = F.cross_entropy(before.D.aux(before.D.features(x)), y)
+    if aux_fakes:
+        assert abs(float(out["aux_D"]) - float(real_ce)) > 1e-4  # half of it is the fakes' term
+    else:
+        assert float(out["aux_D"]) == pytest.approx(float(real_ce), rel=1e-5)
+
+
 def test_tricks_are_wired_and_train_options_reach_the_config(tmp_path):
     spec = registry.get_family("dcgan")
     prepared = runs.prepare(spec, tmp_path / "run", steps=2, data="synthetic:8", image_size=8, config=TINY,
