@@ -39,6 +39,9 @@ def sample(
         "--batch-size", "-b", help=f"Images per batch (default: all at once, up to {MAX_BATCH}).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (autocast).")] = "fp32",
+    compile_: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model's network first (pays on long runs on a GPU; "
+        "the first batch waits for the compiler).")] = False,
     out: Annotated[Optional[str], typer.Option(
         "-o", "--out", help="FILE.png (grid), DIR/ (numbered PNGs) or - (stdout: the PNG, or a stream of PNGs).")] = None,
     grid: Annotated[bool, typer.Option("--grid", help=common.GRID_HELP)] = False,
@@ -84,6 +87,8 @@ def sample(
     share = distributed.share(n, rank, world)
 
     net = common.load_model(model, checkpoint, weights, device, precision)
+    if compile_:
+        net.compile_for_sampling()
     labels, grid_nrow = _class_labels(net, classes, n, nrow)
     bs = min(batch_size or min(n, MAX_BATCH), n)
     settings = net.sampling_settings(**opts)

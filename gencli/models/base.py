@@ -132,6 +132,20 @@ class GenerativeModel(nn.Module):
         """The sub-module whose weights the trainer averages (EMA) and ships; None for none."""
         return None
 
+    compiled = False
+
+    def compile_for_sampling(self) -> None:
+        """``torch.compile`` the network sampling runs (the :meth:`ema_module`; `gencli sample
+        --compile`). The first batch pays the compilation; a family with a hand-written fast path
+        samples on the compiled plain forward instead."""
+        from gencli.errors import UsageError
+
+        net = self.ema_module()
+        if net is None:
+            raise UsageError(f"{self.family} has no network for --compile")
+        net.forward = torch.compile(net.forward, dynamic=False)
+        self.compiled = True
+
     def lr_factor(self, step: int, total_steps: int) -> float:
         """Multiplier on every optimiser's base learning rate at ``step`` (stateless, so resumable)."""
         return 1.0

@@ -232,3 +232,33 @@ def test_interpolate_end_frame_matches_ddim_sample(capsysbinary, tiny_uncond, tm
     a = np.asarray(Image.open(tmp_path / "frames" / "000000.png"), dtype=np.int16)
     b = np.asarray(Image.open(tmp_path / "end.png"), dtype=np.int16)
     assert np.abs(a - b).max() <= 1  # the same start noise (batching may flip a rounding)
+
+
+def test_compile_flag_compiles_the_sampling_network(capsysbinary, tiny_ckpt, monkeypatch):
+    import torch
+
+    compiled = []
+
+    def fake_compile(fn, **kw):
+        compiled.append(kw)
+        return fn  # the real compiler is exercised by the slow test below
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    r = sample(capsysbinary, tiny_ckpt, "-n", "2", "-o", "c.png", "--compile")
+    assert r.code == 0, r.err
+    assert compiled == [{"dynamic": False}]
+
+
+@pytest.mark.slow
+def test_compiled_sampling_equals_eager():
+    import torch
+
+    from gencli import registry
+
+    spec = registry.get_family("ddpm")
+    cls = spec.load_class()
+    torch.manual_seed(0)
+    model = cls.from_config(cls.config_for_data(8, 1, None, spec.tiny_config)).eval()
+    eager = model.generate(2, seed=1, sampler="ddim", steps=3)
+    model.compile_for_sampling()
+    torch.testing.assert_close(model.generate(2, seed=1, sampler="ddim", steps=3), eager, rtol=1e-4, atol=1e-4)

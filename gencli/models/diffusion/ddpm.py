@@ -185,6 +185,7 @@ class DiffusionModel(GenerativeModel):
             x = self.prior(n, generator)
         labels = self.class_labels(n, class_labels, device)
         total = len(algo.steps)
+        fast = fast and not self.compiled  # a compiled plain forward replaces the hand-written path
         net = None
         if cuda_graphs.wanted(device):  # the fixed-shape loop: one graph replay per step
             net = cuda_graphs.GraphedCall(self._unet_call)
