@@ -40,6 +40,7 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
                   "beta_end": 0.02, "prediction_type": "epsilon", "variance_type": "fixed_small",
                   "clip_sample": True},
     "cond_drop_prob": 0.1,
+    "min_snr_gamma": None,  # Min-SNR-gamma loss weighting (Hang et al. 2023 use 5); None: plain MSE
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "warmup_steps": 200},
     "sampling": {"sampler": "ddpm", "steps": 1000, "guidance": 1.0, "spacing": "leading", "eta": 0.0},
 }
@@ -108,7 +109,12 @@ class DiffusionModel(GenerativeModel):
             labels[drop] = self.null_class
         with ctx.autocast():
             out = self.unet(x_t, t, labels)
-        loss = F.mse_loss(out.float(), self.schedule.training_target(x, noise, t))
+        target = self.schedule.training_target(x, noise, t)
+        w = self.schedule.loss_weights(t, self.config.get("min_snr_gamma"))
+        if w is None:
+            loss = F.mse_loss(out.float(), target)
+        else:  # Min-SNR-gamma: per-sample weights on the per-sample MSE
+            loss = (w * (out.float() - target).square().flatten(1).mean(1)).mean()
         ctx.step(loss, "unet")
         return {"loss": loss.detach()}
 

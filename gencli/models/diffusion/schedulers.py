@@ -98,6 +98,24 @@ class NoiseSchedule:
         s, s1 = self._coef(t, x0)
         return s * noise - s1 * x0  # v = sqrt(abar) eps - sqrt(1-abar) x0
 
+    def loss_weights(self, t: torch.Tensor, min_snr_gamma: float | None) -> torch.Tensor | None:
+        """Per-sample weights of the MSE for Min-SNR-gamma weighting (Hang et al. 2023): with
+        SNR(t) = abar / (1 - abar), min(SNR, gamma) / SNR for epsilon prediction,
+        min(SNR, gamma) / (SNR + 1) for v and min(SNR, gamma) for x0 -- each the x0-space weight
+        min(SNR, gamma) moved to the target the network predicts. None: uniform (plain MSE)."""
+        if not min_snr_gamma:
+            return None
+        a = self.alphas_cumprod.to(t.device)[t].double()
+        snr = a / (1 - a)
+        clipped = snr.clamp(max=float(min_snr_gamma))
+        if self.prediction_type == "epsilon":
+            w = clipped / snr
+        elif self.prediction_type == "v_prediction":
+            w = clipped / (snr + 1)
+        else:
+            w = clipped
+        return w.float()
+
     # --- sampling -------------------------------------------------------------------------
     def timesteps(self, num_steps: int, spacing: str = "leading") -> list[int]:
         T = self.num_train_timesteps
