@@ -140,7 +140,7 @@ def main() -> int:
 
     from gencli.metrics.stats import frechet_distance
     from gencli.metrics.testing import import_anchors, random_inception_state, save_pth
-    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD, cpu_info
+    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD, cpu_features
 
     pfid, _ = import_anchors()
     work = Path(args.work or tempfile.mkdtemp(prefix="gencli-bench-"))
@@ -161,7 +161,7 @@ def main() -> int:
         env["GENCLI_ANCHORS"] = tuned_env["GENCLI_ANCHORS"] = anchors_dir
     py = sys.executable
     print(f"{args.n} + {args.n} {'random-size JPEGs' if args.jpeg else 'Fashion-MNIST PNGs'}, dims {args.dims}, "
-          f"{os.cpu_count()} CPUs ({cpu_info()[0]}), torch {torch.__version__}; load average "
+          f"{os.cpu_count()} CPUs ({cpu_features()}), torch {torch.__version__}; load average "
           f"{os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M')}; {args.repeats} rounds after a warm-up",
           flush=True)
 

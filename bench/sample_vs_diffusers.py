@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from gencli import registry
-    from gencli.runtime import cpu_info, tune_allocator
+    from gencli.runtime import cpu_features, tune_allocator
 
     tuned = False if args.no_malloc_tuning else tune_allocator()
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.steps} steps, torch {torch.__version__}, diffusers {diffusers.__version__}, "
           f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}), "
           f"malloc tuning {'on' if tuned else 'off'} (both contenders), "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs ({cpu_info()[0]}), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs ({cpu_features()}), "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     gen = lambda: torch.Generator().manual_seed(args.seed + 1)  # noqa: E731
     B, S = args.batch, args.steps

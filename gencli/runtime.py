@@ -107,6 +107,17 @@ def cpu_info() -> tuple[str, frozenset[str] | None]:
 
 
 @functools.lru_cache(maxsize=None)
+def cpu_features() -> str:
+    """The CPU's name and its low-precision matmul features, for benchmark headers
+    ("AMD EPYC; avx512_bf16" / "...; no AVX512-BF16/FP16 or AMX")."""
+    name, flags = cpu_info()
+    found = sorted(f for f in (flags or ()) if f in ("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16",
+                                                     "amx_tile", "amx_int8"))
+    if flags is None:
+        return f"{name or 'unknown CPU'}; features unknown"
+    return f"{name or 'unknown CPU'}; {', '.join(found) if found else 'no AVX512-BF16/FP16 or AMX'}"
+
+
 def cpu_has_native_half(precision: str) -> bool:
     """Whether the CPU advertises native bf16/fp16 matmul (AVX512-BF16/FP16 or AMX), from
     /proc/cpuinfo; True where that cannot be read (not Linux), so we never warn wrongly."""
