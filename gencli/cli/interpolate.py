@@ -110,7 +110,8 @@ def interpolate(
 
         with common.autocast(net.device, precision):
             if traverse:
-                x = net.traverse(images if image_paths else None, frames=frames, class_labels=label, **opts)
+                x = net.traverse(images if image_paths else None, frames=frames, class_labels=label,
+                                 generators=generators, **opts)
             else:
                 x = net.interpolate(frames, None if ends else generators, latents=ends, class_labels=label,
                                     progress=progress, **opts)

@@ -90,6 +90,33 @@ class InfoGAN(AdversarialModel):
             return self.code_grid(traverse_code, frames, generators)
         return super().interpolate(frames, generators, class_labels=class_labels, **opts)
 
+    @torch.inference_mode()
+    def traverse(self, images: torch.Tensor | None = None, *, frames: int = 10, generators: Any = None,
+                 class_labels: Any = None, **_: Any) -> torch.Tensor:
+        """`gencli interpolate infogan --traverse`: one row per code (c1.. categorical, then the
+        continuous ones), ``frames`` images each, from the first seed's z and codes: a categorical
+        code steps through its categories (each once with ``--frames`` equal to its size), a
+        continuous one sweeps -2..2. (rows, frames, C, H, W)."""
+        if images is not None:
+            raise UsageError("infogan has no encoder: --traverse starts from --seeds, not an image")
+        gens = list(generators or []) or [self.seed_generator(0)]
+        base = self.prior(1, gens[0])[0]
+        z_dim, rows = int(self.config["z_dim"]), []
+        lo = z_dim
+        for k in self._cats:
+            lat = base[None].repeat(frames, 1)
+            cat = (torch.arange(frames, device=base.device) * k) // frames
+            lat[:, lo:lo + k] = torch.nn.functional.one_hot(cat, k).to(lat.dtype)
+            rows.append(lat)
+            lo += k
+        for j in range(self._cont):
+            lat = base[None].repeat(frames, 1)
+            lat[:, lo + j] = torch.linspace(-2, 2, frames, device=base.device)
+            rows.append(lat)
+        lat = torch.stack(rows)
+        x = self.decode(lat.flatten(0, 1))
+        return x.view(lat.shape[0], frames, *x.shape[1:])
+
     def code_grid(self, code: str, frames: int, generators: list[torch.Generator]) -> torch.Tensor:
         """(rows = seeds, columns = values of ``code``, C, H, W): one code varied per row."""
         names = [f"c{i + 1}" for i in range(len(self._cats) + self._cont)]

@@ -37,9 +37,9 @@ _CAPS = ("sample", "interpolate", "decode")
 
 def _family(name: str, cls: str, description: str, *, data: str = "images", tiny: dict | None = None,
             interpolate: tuple = (), checkpoints: tuple = (), default: str | None = None,
-            sample: tuple = ()) -> FamilySpec:
+            sample: tuple = (), caps: tuple = _CAPS) -> FamilySpec:
     return FamilySpec(
-        name=name, target=f"gencli.models.gan.{cls}", description=description, capabilities=_CAPS, data=data,
+        name=name, target=f"gencli.models.gan.{cls}", description=description, capabilities=caps, data=data,
         options={"sample": (_TRUNCATION, *sample), "interpolate": (_ARITHMETIC, *interpolate), "train": TRAIN_OPTIONS},
         checkpoints=checkpoints, default_checkpoint=default,
         tiny_config=tiny if tiny is not None else _TINY_CONV, tiny_train=_TINY_TRAIN)
@@ -67,6 +67,7 @@ SPECS = (
     _family("sngan", "adversarial:SNGAN", "Spectral normalisation in D + hinge loss (Miyato et al. 2018)"),
     _family("dragan", "adversarial:DRAGAN", "DRAGAN (Kodali et al. 2017): gradient penalty around the data"),
     _family("infogan", "infogan:InfoGAN", "InfoGAN (Chen et al. 2016): categorical and continuous latent codes",
+            caps=(*_CAPS, "traverse"),
             interpolate=(Option("traverse_code", "str", "Write a grid varying one code per row (c1 categorical, "
                                 "c2.. continuous over -2..2 in --frames steps), one row per seed."),)),
     _family("stylegan", "stylegan:StyleGAN", "A compact style-based generator (after Karras et al. 2019/2020): "

@@ -168,6 +168,16 @@ def test_infogan_codes_and_traversal():
     assert m.interpolate(5, gens, traverse_code="c3").shape == (2, 5, 1, 8, 8)
     with pytest.raises(UsageError):
         m.interpolate(5, gens, traverse_code="c4")
+    rows = m.traverse(frames=10, generators=[torch.Generator().manual_seed(0)])  # rows c1 (10 categories), c2, c3
+    assert rows.shape == (3, 10, 1, 8, 8)
+    lat = m.prior(1, torch.Generator().manual_seed(0))[0]
+    for j in range(10):  # the categorical row: category j with the seed's z and continuous codes
+        want = lat.clone()
+        want[8:18] = torch.nn.functional.one_hot(torch.tensor(j), 10).float()
+        assert torch.allclose(rows[0, j], m.decode(want[None])[0])
+    want = lat.clone()
+    want[18] = 2.0  # c2 at the end of its sweep
+    assert torch.allclose(rows[1, -1], m.decode(want[None])[0])
 
 
 def test_stylegan_mixing_truncation_and_w_space():
@@ -208,6 +218,9 @@ def test_figures_through_the_generic_commands(tmp_path, capsysbinary, monkeypatc
     assert run(["-q", "interpolate", "infogan", "--weights", "infogan.safetensors", "--seeds", "0,1,2",
                 "--traverse-code", "c1", "-o", "traverse.png"]) == 0
     assert Image.open("traverse.png").size == (10 * 10 + 2, 3 * 10 + 2)
+    assert run(["-q", "interpolate", "infogan", "--weights", "infogan.safetensors", "--traverse", "--frames", "10",
+                "-o", "codes.png"]) == 0
+    assert Image.open("codes.png").size == (10 * 10 + 2, 3 * 10 + 2)  # rows c1, c2, c3
     assert run(["-q", "interpolate", "stylegan", "--weights", "stylegan.safetensors", "--space", "w",
                 "--frames", "3", "-o", "w.png"]) == 0
     assert run(["-q", "interpolate", "stylegan", "--weights", "stylegan.safetensors",
