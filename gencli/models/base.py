@@ -147,8 +147,11 @@ class GenerativeModel(nn.Module):
         self.compiled = True
 
     def lr_factor(self, step: int, total_steps: int) -> float:
-        """Multiplier on every optimiser's base learning rate at ``step`` (stateless, so resumable)."""
-        return 1.0
+        """Multiplier on every optimiser's base learning rate at ``step`` (stateless, so resumable):
+        :func:`schedule_factor` of the config's ``optimizer`` block (linear warm-up over
+        ``warmup_steps``, then ``decay`` none / linear / cosine from ``decay_start`` (a fraction of
+        the run) down to ``min_factor`` at the last step)."""
+        return schedule_factor(self.config.get("optimizer") or {}, step, total_steps)
 
     def preview_options(self) -> dict[str, Any]:
         """Cheap sampling options for the preview grids written during training."""
@@ -302,6 +305,26 @@ class GenerativeModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+def schedule_factor(opt: dict[str, Any], step: int, total_steps: int) -> float:
+    """The learning-rate multiplier of an ``optimizer`` config block at ``step`` of ``total_steps``."""
+    warm = int(opt.get("warmup_steps") or 0)
+    f = min(1.0, (step + 1) / warm) if warm else 1.0
+    decay = opt.get("decay") or "none"
+    if decay == "none":
+        return f
+    if decay not in ("linear", "cosine"):
+        from gencli.errors import UsageError
+
+        raise UsageError(f"unknown learning-rate decay {decay!r}; use none, linear or cosine")
+    start = int(float(opt.get("decay_start", 0.0)) * total_steps)
+    lo = float(opt.get("min_factor", 0.0))
+    if step < start or total_steps <= start:
+        return f
+    frac = min(1.0, (step - start) / max(1, total_steps - start))
+    shape = 1 - frac if decay == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
+    return f * (lo + (1 - lo) * shape)
 
 
 def image_seed(seed: int, index: int) -> int:

@@ -84,10 +84,6 @@ class DiffusionModel(GenerativeModel):
         return {"unet": torch.optim.AdamW(self.unet.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
                                           weight_decay=o.get("weight_decay", 0.0))}
 
-    def lr_factor(self, step: int, total_steps: int) -> float:
-        warm = self.config.get("optimizer", {}).get("warmup_steps", 0)
-        return min(1.0, (step + 1) / warm) if warm else 1.0
-
     def preview_options(self) -> dict[str, Any]:
         return {"sampler": "ddim", "steps": 50}
 

@@ -204,10 +204,6 @@ class Glow(GenerativeModel):
         o = self.config["optimizer"]
         return {"flow": torch.optim.Adam(self.parameters(), lr=o["lr"], betas=tuple(o["betas"]))}
 
-    def lr_factor(self, step: int, total_steps: int) -> float:
-        warm = int(self.config["optimizer"].get("warmup_steps", 0))
-        return min(1.0, (step + 1) / warm) if warm else 1.0
-
     # --- the bijection ----------------------------------------------------------------------------
     def flow_forward(self, x: torch.Tensor, with_kept: bool = False):
         """x (N, C, H, W) -> the latents of every level and log|det dz/dx| (N,) (and, with
