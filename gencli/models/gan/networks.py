@@ -17,7 +17,8 @@ the flattened input (mlp) (``label_classes``), or through a projection (Miyato &
 ``proj_classes``): the score adds the inner product of a learned label embedding with D's
 features, ``adv(h) + <embed(y), h>``. D exposes its trunk (:meth:`Discriminator.features`),
 :meth:`Discriminator.score` and heads: ``adv`` (one logit / critic score), ``aux`` (ACGAN class
-logits), ``q`` (InfoGAN's code posterior).
+logits), ``q`` (InfoGAN's code posterior). ``minibatch_std: G`` (conv D) appends the minibatch
+standard deviation over groups of G samples as one more feature map (:class:`MinibatchStd`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,25 @@ class Generator(nn.Module):
         return torch.tanh(x) if self.out_act == "tanh" else x
 
 
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018, ProGAN/StyleGAN): one extra feature map,
+    the std over groups of ``group`` samples averaged over channels and pixels, so D can see a
+    batch's lack of variety (mode collapse) that single samples do not show. A batch that does not
+    split into groups of ``group`` uses the largest group size that divides it."""
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = int(group)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = math.gcd(n, self.group) or 1
+        y = x.float().view(g, n // g, c, h, w)
+        std = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=[1, 2, 3])  # (n // g,)
+        feat = std.repeat(g)[:, None, None, None].expand(n, 1, h, w).to(x.dtype)
+        return torch.cat([x, feat], dim=1)
+
+
 class Discriminator(nn.Module):
     """Data (+ label) -> trunk features; heads ``adv`` (1 score), ``aux`` (classes), ``q`` (codes)."""
 
@@ -150,9 +170,12 @@ class Discriminator(nn.Module):
                 layers += ([] if i == 0 else [_d_norm(norm, ch)]) + [nn.LeakyReLU(0.2, True)]
                 layers += [nn.Dropout(drop)] if drop else []
                 ch_in, ch = ch, ch * 2
+            group = int(cfg.get("minibatch_std") or 0)
+            if group:
+                layers.append(MinibatchStd(group))
             layers.append(nn.Flatten())
             self.trunk = nn.Sequential(*layers)
-            feat = ch_in * base * base
+            feat = (ch_in + (1 if group else 0)) * base * base
         self.adv = nn.Linear(feat, 1)
         if aux_classes:
             self.aux = nn.Linear(feat, int(aux_classes))

@@ -246,3 +246,17 @@ def test_bundled_defaults_sample_offline(name, monkeypatch):
     x = model.generate(4, seed=0, class_labels=[9] * 4 if model.num_classes else None)
     assert x.shape == (4, 1, 28, 28) and torch.equal(x, model.generate(4, seed=0, class_labels=[9] * 4
                                                                        if model.num_classes else None))
+
+
+def test_minibatch_std_sees_a_collapsed_batch():
+    from gencli.models.gan.networks import MinibatchStd
+
+    x = torch.randn(8, 3, 4, 4)
+    y = MinibatchStd(4)(x)
+    assert y.shape == (8, 4, 4, 4) and torch.equal(y[:, :3], x)
+    group = x[[1, 3, 5, 7]]  # the group of sample 1 (view(4, 2): samples j, j + 2, j + 4, j + 6)
+    assert float(y[1, 3, 0, 0]) == pytest.approx(float(group.var(0, unbiased=False).add(1e-8).sqrt().mean()), rel=1e-6)
+    same = MinibatchStd(4)(x[:1].expand(8, -1, -1, -1))
+    assert float(same[:, 3].max()) < 1e-3  # identical samples: no spread
+    m = tiny(ACGAN, num_classes=3, discriminator={"width": 4, "minibatch_std": 4})
+    take_steps(m, 2, n=8)
