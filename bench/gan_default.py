@@ -6,7 +6,8 @@
 ``measure`` samples N images (seed 0, batches of 500) and prints, with the bundled Fashion-MNIST
 classifier: the entropy of its predicted-class histogram (the issue asks >= 0.9 ln 10 = 2.072 for
 an unconditional model), and for a class-conditional model its accuracy on ``--class K`` samples
-for each K next to its accuracy on the real test images of K; then the FD against the test split
+for each K next to its accuracy on the real test images of K (and the variety within a class: the
+mean per-pixel std over each class's samples, next to the real images'); then the FD against the test split
 with the classifier's features (what `gencli evaluate fid fashion-mnist:test --features fmnist`
 computes).
 """
@@ -70,6 +71,12 @@ def measure(family: str, weights: str, n: int, truncation: float | None = None) 
                          "ratio": round(acc / real, 3)})
         out["per_class"] = rows
         out["min_ratio"] = min(r["ratio"] for r in rows)
+        # variety within a class: mean per-pixel std over the samples of each class, against the
+        # real test images' (a model that ignores z has ~0)
+        out["within_class_std"] = round(float(torch.stack([x[labels == k].std(0).mean()
+                                                           for k in range(model.num_classes)]).mean()), 4)
+        out["real_within_class_std"] = round(float(torch.stack([xt[yt == k].std(0).mean()
+                                                                for k in range(model.num_classes)]).mean()), 4)
     else:
         x = _8bit(model.generate(n, seed=0, batch_size=500, **opts))
         pred = fc.classify(x, clf).argmax(1)

@@ -35,9 +35,17 @@ _TINY_TRAIN = {"data": "synthetic:8", "image_size": 8}
 _CAPS = ("sample", "interpolate", "decode")
 
 
+def _bundled(name: str, what: str) -> tuple[Checkpoint, ...]:
+    """The family's bundled Fashion-MNIST default (weights/NAME-fashion-mnist.safetensors)."""
+    return (Checkpoint("fashion-mnist", f"bundled:{name}-fashion-mnist.safetensors",
+                       f"{what} 28x28 Fashion-MNIST, trained by gencli (bundled)", dataset="fashion-mnist"),)
+
+
 def _family(name: str, cls: str, description: str, *, data: str = "images", tiny: dict | None = None,
             interpolate: tuple = (), checkpoints: tuple = (), default: str | None = None,
-            sample: tuple = (), caps: tuple = _CAPS) -> FamilySpec:
+            sample: tuple = (), caps: tuple = _CAPS, bundled: str | None = None) -> FamilySpec:
+    if bundled:
+        checkpoints, default = _bundled(name, bundled), "fashion-mnist"
     return FamilySpec(
         name=name, target=f"gencli.models.gan.{cls}", description=description, capabilities=caps, data=data,
         options={"sample": (_TRUNCATION, *sample), "interpolate": (_ARITHMETIC, *interpolate), "train": TRAIN_OPTIONS},
@@ -49,18 +57,11 @@ SPECS = (
     _family("gan", "adversarial:GAN", "The original GAN (Goodfellow et al. 2014): MLPs, non-saturating G loss",
             tiny={"generator": {"width": 16}, "discriminator": {"width": 16}, "z_dim": 8}),
     _family("dcgan", "adversarial:DCGAN", "Deep convolutional GAN (Radford et al. 2015)",
-            checkpoints=(Checkpoint("fashion-mnist", "bundled:dcgan-fashion-mnist.safetensors",
-                                    "unconditional 28x28 Fashion-MNIST, trained by gencli (bundled)",
-                                    dataset="fashion-mnist"),),
-            default="fashion-mnist"),
+            bundled="unconditional"),
     _family("cgan", "adversarial:CGAN", "Conditional GAN (Mirza & Osindero 2014), DCGAN networks",
-            data="labelled images"),
+            data="labelled images", bundled="class-conditional (projection discriminator)"),
     _family("acgan", "adversarial:ACGAN", "Auxiliary-classifier GAN (Odena et al. 2017), DCGAN networks",
-            data="labelled images",
-            checkpoints=(Checkpoint("fashion-mnist", "bundled:acgan-fashion-mnist.safetensors",
-                                    "class-conditional 28x28 Fashion-MNIST, trained by gencli (bundled)",
-                                    dataset="fashion-mnist"),),
-            default="fashion-mnist"),
+            data="labelled images", bundled="class-conditional"),
     _family("wgan", "adversarial:WGAN", "Wasserstein GAN (Arjovsky et al. 2017): weight clipping, RMSprop, n_critic 5"),
     _family("wgan-gp", "adversarial:WGANGP", "WGAN with gradient penalty (Gulrajani et al. 2017), lambda 10"),
     _family("lsgan", "adversarial:LSGAN", "Least-squares GAN (Mao et al. 2017)"),

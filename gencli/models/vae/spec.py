@@ -77,7 +77,7 @@ VQVAE = FamilySpec(
     options={"sample": (Option("temperature", "float", "Softmax temperature of the prior over codes "
                                "[default: the checkpoint's, 1].", minimum=0.01, maximum=10),)},
     checkpoints=(Checkpoint("fashion-mnist", "bundled:vqvae-fashion-mnist.safetensors",
-                            "Fashion-MNIST 28x28, 7x7 codes of 128, with its PixelCNN prior, trained by gencli "
+                            "Fashion-MNIST 28x28, 14x14 codes of 256, with its PixelCNN prior, trained by gencli "
                             "(bundled)", dataset="fashion-mnist"),),
     default_checkpoint="fashion-mnist",
     tiny_config={"hidden": [4, 8], "res_blocks": 1, "codebook_size": 8, "code_dim": 3,

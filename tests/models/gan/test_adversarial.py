@@ -231,7 +231,11 @@ def test_figures_through_the_generic_commands(tmp_path, capsysbinary, monkeypatc
     assert "no option --mix" in capsysbinary.readouterr().err.decode()
 
 
-@pytest.mark.parametrize("name", ["dcgan", "acgan"])
+BUNDLED = [n for n, spec in registry.FAMILIES.items()
+           if spec.target.startswith("gencli.models.gan.") and spec.default_checkpoint and n == spec.family]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_defaults_sample_offline(name, monkeypatch):
     import gencli
 
