@@ -74,6 +74,7 @@ SPECS = (
     _family("stylegan", "stylegan:StyleGAN", "A compact style-based generator (after Karras et al. 2019/2020): "
             "mapping z -> w, modulated convolutions, noise, style mixing, truncation in w, R1, EMA",
             tiny={"generator": {"width": 4, "w_dim": 8}, "discriminator": {"width": 4}, "z_dim": 8},
+            bundled="unconditional style-based",
             sample=(Option("mix", "str", "Write a style-mixing grid ROWSEEDS:COLSEEDS (e.g. 1,2,3:4,5,6): "
                            "column seeds on top, row seeds on the left, mixes inside (-n and --seed unused)."),
                     Option("mix_layers", "str", "Which styles the column seeds give in --mix [default: coarse].",
