@@ -55,7 +55,8 @@ def _family(name: str, cls: str, description: str, *, data: str = "images", tiny
 
 SPECS = (
     _family("gan", "adversarial:GAN", "The original GAN (Goodfellow et al. 2014): MLPs, non-saturating G loss",
-            tiny={"generator": {"width": 16}, "discriminator": {"width": 16}, "z_dim": 8}),
+            tiny={"generator": {"width": 16}, "discriminator": {"width": 16}, "z_dim": 8},
+            bundled="unconditional MLP"),
     _family("dcgan", "adversarial:DCGAN", "Deep convolutional GAN (Radford et al. 2015)",
             bundled="unconditional"),
     _family("cgan", "adversarial:CGAN", "Conditional GAN (Mirza & Osindero 2014), DCGAN networks",
@@ -64,11 +65,11 @@ SPECS = (
             data="labelled images", bundled="class-conditional"),
     _family("wgan", "adversarial:WGAN", "Wasserstein GAN (Arjovsky et al. 2017): weight clipping, RMSprop, n_critic 5"),
     _family("wgan-gp", "adversarial:WGANGP", "WGAN with gradient penalty (Gulrajani et al. 2017), lambda 10"),
-    _family("lsgan", "adversarial:LSGAN", "Least-squares GAN (Mao et al. 2017)"),
+    _family("lsgan", "adversarial:LSGAN", "Least-squares GAN (Mao et al. 2017)", bundled="unconditional"),
     _family("sngan", "adversarial:SNGAN", "Spectral normalisation in D + hinge loss (Miyato et al. 2018)"),
     _family("dragan", "adversarial:DRAGAN", "DRAGAN (Kodali et al. 2017): gradient penalty around the data"),
     _family("infogan", "infogan:InfoGAN", "InfoGAN (Chen et al. 2016): categorical and continuous latent codes",
-            caps=(*_CAPS, "traverse"),
+            caps=(*_CAPS, "traverse"), bundled="unconditional, 10-way + 2 continuous codes",
             interpolate=(Option("traverse_code", "str", "Write a grid varying one code per row (c1 categorical, "
                                 "c2.. continuous over -2..2 in --frames steps), one row per seed."),)),
     _family("stylegan", "stylegan:StyleGAN", "A compact style-based generator (after Karras et al. 2019/2020): "
