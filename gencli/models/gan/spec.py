@@ -66,8 +66,10 @@ SPECS = (
     _family("wgan", "adversarial:WGAN", "Wasserstein GAN (Arjovsky et al. 2017): weight clipping, RMSprop, n_critic 5"),
     _family("wgan-gp", "adversarial:WGANGP", "WGAN with gradient penalty (Gulrajani et al. 2017), lambda 10"),
     _family("lsgan", "adversarial:LSGAN", "Least-squares GAN (Mao et al. 2017)", bundled="unconditional"),
-    _family("sngan", "adversarial:SNGAN", "Spectral normalisation in D + hinge loss (Miyato et al. 2018)"),
-    _family("dragan", "adversarial:DRAGAN", "DRAGAN (Kodali et al. 2017): gradient penalty around the data"),
+    _family("sngan", "adversarial:SNGAN", "Spectral normalisation in D + hinge loss (Miyato et al. 2018)",
+            bundled="unconditional"),
+    _family("dragan", "adversarial:DRAGAN", "DRAGAN (Kodali et al. 2017): gradient penalty around the data",
+            bundled="unconditional"),
     _family("infogan", "infogan:InfoGAN", "InfoGAN (Chen et al. 2016): categorical and continuous latent codes",
             caps=(*_CAPS, "traverse"), bundled="unconditional, 10-way + 2 continuous codes",
             interpolate=(Option("traverse_code", "str", "Write a grid varying one code per row (c1 categorical, "
