@@ -264,3 +264,14 @@ def test_minibatch_std_sees_a_collapsed_batch():
     assert float(same[:, 3].max()) < 1e-3  # identical samples: no spread
     m = tiny(ACGAN, num_classes=3, discriminator={"width": 4, "minibatch_std": 4})
     take_steps(m, 2, n=8)
+
+
+def test_every_gan_family_has_a_bundled_default():
+    """`gencli sample FAMILY` works offline right after install, for every adversarial family."""
+    gan_families = [n for n, spec in registry.FAMILIES.items()
+                    if spec.target.startswith("gencli.models.gan.") and n == spec.family]
+    assert len(gan_families) == 11
+    assert sorted(BUNDLED) == sorted(gan_families)
+    for name in gan_families:
+        ref = registry.FAMILIES[name].checkpoint("fashion-mnist")
+        assert ref.source == f"bundled:{name}-fashion-mnist.safetensors"
