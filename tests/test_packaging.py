@@ -18,3 +18,12 @@ def test_pyproject_lists_every_package_and_the_bundled_weights():
     assert listed - in_tree == {"gencli._bundled"}
     assert (ROOT / "weights" / "__init__.py").is_file()
     assert (ROOT / "weights" / "ddpm-fashion-mnist.safetensors").is_file()
+
+
+def test_bundled_weights_stay_under_40_mb():
+    """weights/ ships inside the package: its total stays under 40 MB (the issues' budget)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "weights"
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert total < 40e6, f"weights/ holds {total / 1e6:.1f} MB"
