@@ -38,13 +38,15 @@ def available() -> bool:
 
 
 def enabled(x: torch.Tensor) -> bool:
-    """Whether the Triton kernels handle ``x``: CUDA with Triton, or the interpreter when asked."""
+    """Whether the Triton kernels handle ``x``: CUDA with Triton, or the interpreter when asked.
+    On the CPU (not interpreting) this returns before Triton is ever imported."""
     mode = os.environ.get("GENCLI_TRITON", "")
-    if mode == "0" or not available():
+    if mode == "0":
         return False
     if x.is_cuda:
-        return True
-    return mode == "interpret" and os.environ.get("TRITON_INTERPRET") == "1" and x.device.type == "cpu"
+        return available()
+    return (mode == "interpret" and os.environ.get("TRITON_INTERPRET") == "1" and x.device.type == "cpu"
+            and available())
 
 
 @functools.lru_cache(maxsize=1)
