@@ -228,19 +228,18 @@ class DDIMSampler(Sampler):
         """x at the next timestep. ``fused`` (default: on CUDA with Triton) runs the whole update as
         one Triton kernel (:func:`gencli.kernels.triton_ops.ddim_update`; this code is its reference)."""
         s = self.steps[i]
+        var = (1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)
+        std = self.eta * var ** 0.5
         if fused or (fused is None and triton_ops.enabled(x)):
-            var = (1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)
             sch = self.schedule
             return triton_ops.ddim_update(out, x, noise, abar=s.abar, abar_prev=s.abar_prev,
                                           prediction_type=sch.prediction_type,
                                           clip=sch.clip_sample_range if sch.clip_sample else None,
-                                          clipped_eps=self.clipped_eps, std=self.eta * var ** 0.5)
+                                          clipped_eps=self.clipped_eps, std=std)
         x0, eps = self.schedule.split_output(out, x, s.abar)
         x0 = self.schedule.clip(x0)
         if self.clipped_eps:
             eps = (x - s.abar ** 0.5 * x0) / (1 - s.abar) ** 0.5
-        var = (1 - s.abar_prev) / (1 - s.abar) * (1 - s.abar / s.abar_prev)
-        std = self.eta * var ** 0.5
         x_prev = s.abar_prev ** 0.5 * x0 + max(1 - s.abar_prev - std ** 2, 0.0) ** 0.5 * eps
         if std > 0 and noise is not None:
             x_prev = x_prev + std * noise

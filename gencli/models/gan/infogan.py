@@ -100,22 +100,12 @@ class InfoGAN(AdversarialModel):
         if images is not None:
             raise UsageError("infogan has no encoder: --traverse starts from --seeds, not an image")
         gens = list(generators or []) or [self.seed_generator(0)]
-        base = self.prior(1, gens[0])[0]
-        z_dim, rows = int(self.config["z_dim"]), []
-        lo = z_dim
-        for k in self._cats:
-            lat = base[None].repeat(frames, 1)
-            cat = (torch.arange(frames, device=base.device) * k) // frames
-            lat[:, lo:lo + k] = torch.nn.functional.one_hot(cat, k).to(lat.dtype)
-            rows.append(lat)
-            lo += k
-        for j in range(self._cont):
-            lat = base[None].repeat(frames, 1)
-            lat[:, lo + j] = torch.linspace(-2, 2, frames, device=base.device)
-            rows.append(lat)
-        lat = torch.stack(rows)
-        x = self.decode(lat.flatten(0, 1))
-        return x.view(lat.shape[0], frames, *x.shape[1:])
+        base = self.prior(1, gens[0])
+        steps = torch.arange(frames, device=base.device)
+        rows = [self._vary(base, i, (steps * k) // frames)[0] for i, k in enumerate(self._cats)]
+        rows += [self._vary(base, len(self._cats) + j, torch.linspace(-2, 2, frames, device=base.device))[0]
+                 for j in range(self._cont)]
+        return self._decode_grid(torch.stack(rows))
 
     def code_grid(self, code: str, frames: int, generators: list[torch.Generator]) -> torch.Tensor:
         """(rows = seeds, columns = values of ``code``, C, H, W): one code varied per row."""
@@ -125,18 +115,22 @@ class InfoGAN(AdversarialModel):
                              f"(c1..c{len(self._cats)} categorical, the rest continuous)")
         idx = names.index(code)
         base = torch.cat([self.prior(1, g) for g in generators])  # (R, latent)
-        z_dim = int(self.config["z_dim"])
+        values = (torch.arange(self._cats[idx], device=base.device) if idx < len(self._cats)
+                  else torch.linspace(-2, 2, frames, device=base.device))
+        return self._decode_grid(self._vary(base, idx, values))
+
+    def _vary(self, base: torch.Tensor, idx: int, values: torch.Tensor) -> torch.Tensor:
+        """(R, len(values), latent): each of ``base``'s R latents with code ``idx`` set to each of
+        ``values`` (category indices for a categorical code, values for a continuous one)."""
+        lat = base[:, None].repeat(1, len(values), 1)
+        lo = int(self.config["z_dim"]) + sum(self._cats[:idx])
         if idx < len(self._cats):
             k = self._cats[idx]
-            lo = z_dim + sum(self._cats[:idx])
-            values = torch.eye(k, device=base.device)
-            lat = base[:, None].repeat(1, k, 1)
-            lat[:, :, lo:lo + k] = values
+            lat[:, :, lo:lo + k] = F.one_hot(values, k).to(lat.dtype)
         else:
-            j = z_dim + sum(self._cats) + (idx - len(self._cats))
-            values = torch.linspace(-2, 2, frames, device=base.device)
-            lat = base[:, None].repeat(1, frames, 1)
-            lat[:, :, j] = values
-        rows, cols = lat.shape[:2]
+            lat[:, :, lo + idx - len(self._cats)] = values
+        return lat
+
+    def _decode_grid(self, lat: torch.Tensor) -> torch.Tensor:
         x = self.decode(lat.flatten(0, 1))
-        return x.view(rows, cols, *x.shape[1:])
+        return x.view(*lat.shape[:2], *x.shape[1:])
