@@ -73,3 +73,37 @@ def test_evaluate_is_the_json_of_gencli_evaluate(capsysbinary, tmp_path):
     assert r.code == 0, r.err
     theirs = json.loads(r.out)
     assert ours["fid"] == theirs["fid"] and ours["features"] == "fmnist"
+
+
+def test_translate_batch_size_is_chosen_by_device_and_image_size(monkeypatch):
+    from gencli import api
+
+    assert api.auto_batch_size("cpu", (3, 256, 256)) == 1  # measured slower batched on 2 cores
+    assert api.auto_batch_size("cpu", (3, 128, 128)) == 4
+    assert api.auto_batch_size("cpu", (1, 28, 28)) == 16
+    assert api.auto_batch_size("cpu", (3, 1024, 1024)) == 1
+    assert api.auto_batch_size("cuda", (3, 256, 256)) == 16
+    seen = []
+    model = gencli.load("cyclegan")
+    real = model.translate
+
+    def spy(x, **kw):
+        seen.append(x.shape[0])
+        return real(x, **kw)
+
+    monkeypatch.setattr(model, "translate", spy)
+    images = [torch.zeros(1, 64, 64)] * 3 + [torch.zeros(1, 128, 128)] * 5 + [torch.zeros(1, 28, 28)] * 18
+    out = gencli.translate(model, images)
+    assert len(out) == len(images)
+    assert seen == [3, 4, 1, 16, 2]  # a new size starts a new batch; each size its own cap
+    seen.clear()
+    gencli.translate(model, images, batch_size=2)
+    assert seen == [2, 1, 2, 2, 1] + [2] * 9
+
+
+def test_translate_fast_path_matches_the_plain_forward():
+    model = gencli.load("cyclegan")
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    fast, plain = model.translate(x), model.translate(x, fast=False)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4)
+    assert model.generator_for(None)[0]._fast_kept is not None  # kept for the next batch

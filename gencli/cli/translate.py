@@ -24,8 +24,9 @@ def translate(
     out: Annotated[Optional[str], typer.Option(
         "-o", "--out", help="DIR/ (one PNG per input, names mirrored), FILE.png (one image or a grid) or -.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for models that are stochastic at test time.")] = 0,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", "-b", help="Images per batch (consecutive images of the same size).")] = 16,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", "-b", help="Images per batch (consecutive images of the same size) [default: 16 on a "
+        "GPU; on the CPU as many as make 256x256 pixels, e.g. 1 at 256x256, 16 at 64x64].")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16 (autocast).")] = "fp32",
     grid: Annotated[bool, typer.Option("--grid", help=common.GRID_HELP)] = False,
@@ -43,7 +44,8 @@ def translate(
         checkpoint, args = args[0], args[1:]
     if not args:
         raise UsageError("no input images given: pass files, folders, globs or - (stdin)")
-    common.check_positive(batch_size, "--batch-size")
+    if batch_size is not None:
+        common.check_positive(batch_size, "--batch-size")
     common.check_positive(seed, "--seed", 0)
     common.check_choice(precision, common.PRECISIONS, "--precision")
     if args.count("-") > 1:

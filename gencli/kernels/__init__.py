@@ -6,6 +6,8 @@
   ``group_norm_reference``).
 - :mod:`~gencli.kernels.upsample`: nearest x2 + 3x3 conv as a transposed convolution
   (``upsample2x_conv3x3`` / ``upsample2x_conv3x3_reference``).
+- :mod:`~gencli.kernels.narrow_conv`: convolutions to very few output channels (RGB output layers)
+  as a wider convolution over groups of pixels (``conv_few_outputs`` / ``conv_few_outputs_reference``).
 - :mod:`~gencli.kernels.fast_path`: ``FastState`` (options, weight caches, scratch memory) and the
   dispatch the layers' inference fast path calls.
 """

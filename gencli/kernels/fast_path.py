@@ -10,12 +10,17 @@ in eval mode; see ``UNet2DModel.fast_inference``). Nothing here changes a parame
    residual folded into it;
  - GroupNorm on NHWC with :mod:`gencli.kernels.group_norm` where torch's kernel is slower; on
    CUDA with Triton, GroupNorm + SiLU as one kernel (:mod:`gencli.kernels.triton_ops`);
- - nearest x2 upsampling + 3x3 conv as one transposed convolution (:mod:`gencli.kernels.upsample`).
+ - nearest x2 upsampling + 3x3 conv as one transposed convolution (:mod:`gencli.kernels.upsample`);
+ - for the translation generators (:func:`padded_conv_fast`, :func:`instance_norm_fast`,
+   :func:`conv_transpose_fast`): reflection padding inside the Winograd tile buffer, instance
+   norm (+ ReLU) on NHWC, RGB output layers through :mod:`gencli.kernels.narrow_conv`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,6 +29,7 @@ from torch import nn
 
 from gencli.kernels import triton_ops
 from gencli.kernels.group_norm import group_norm_nhwc
+from gencli.kernels.narrow_conv import conv_few_outputs, grouped_weight, input_width
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
 from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, winograd_filters
 
@@ -32,6 +38,10 @@ from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, winograd_
 # 0.6-1.2x, 96 channels 1.3x, 128-512 channels 1.5-2.2x). winograd=True ignores both limits.
 WINO_MIN_TILES = 16
 WINO_MIN_CHANNELS = 96
+# Wide-kernel convolutions to at most this many channels (RGB output layers) run as
+# :func:`gencli.kernels.narrow_conv.conv_few_outputs` over groups of this many pixels.
+NARROW_MAX_OUT = 4
+NARROW_GROUP = 4
 
 
 def _autocast_on(device_type: str) -> bool:
@@ -78,11 +88,13 @@ class FastState:
         self.cache[name] = (key, value)
         return value
 
-    def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor, shape: tuple[int, ...] | None = None) -> bool:
-        """Whether ``conv`` on ``x`` (or on a tensor like ``x`` of ``shape``) goes through Winograd."""
+    def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor, shape: tuple[int, ...] | None = None,
+                     padded: bool = False) -> bool:
+        """Whether ``conv`` on ``x`` (or on a tensor like ``x`` of ``shape``) goes through Winograd;
+        ``padded``: ``x`` gets a 1-pixel padding layer first and ``conv`` has none."""
         if self.winograd is False or x.device.type != "cpu" or x.dtype != torch.float32:
             return False
-        if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1)
+        if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != ((0, 0) if padded else (1, 1))
                 or conv.dilation != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"):
             return False
         n, c, h, w = shape or x.shape
@@ -109,6 +121,46 @@ class FastState:
 
     def winograd_filters(self, conv: nn.Conv2d) -> WinogradFilters:
         return self.cached(("wino", id(conv)), (conv.weight,), lambda: winograd_filters(conv.weight))
+
+
+class FastInference:
+    """Mixin of the networks with a fast path (the diffusion UNet, the CycleGAN ResNet generator):
+    ``with net.fast_inference(): ...`` switches it on for the block; ``forward`` checks
+    :meth:`_use_fast` and hands ``self._fast`` to its ``_forward_fast``."""
+
+    _fast: FastState | None = None
+    _fast_kept: FastState | None = None
+
+    @contextlib.contextmanager
+    def fast_inference(self, enabled: bool = True, *, channels_last: bool = True,
+                       winograd: bool | None = None, keep: bool = False) -> Iterator[Any]:
+        """Use the inference fast path inside the block without changing the module.
+
+        Parameters are left as they are; channels_last weight copies and Winograd filters are
+        built on first use and freed on exit (the filters take ~4x the 3x3 weights' memory), or,
+        with ``keep``, kept on the module for the next ``keep`` block (for callers that run the
+        network once per batch: rebuilding the filters every time costs more than Winograd saves
+        at batch 1). A state set up before (e.g. by the UNet's ``optimize_for_inference``) with
+        the same options is used as it is, caches included. Training (grad enabled or train
+        mode) always takes the plain path.
+        """
+        previous = self._fast
+        if not enabled:
+            self._fast = None
+        elif previous is None or (previous.channels_last, previous.winograd) != (channels_last, winograd):
+            kept = self._fast_kept if keep else None
+            if kept is None or (kept.channels_last, kept.winograd) != (channels_last, winograd):
+                kept = FastState(channels_last, winograd)
+            self._fast = kept
+            if keep:
+                self._fast_kept = kept
+        try:
+            yield self
+        finally:
+            self._fast = previous
+
+    def _use_fast(self) -> bool:
+        return self._fast is not None and not self.training and not torch.is_grad_enabled()  # type: ignore[attr-defined]
 
 
 def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool = False,
@@ -143,6 +195,70 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
     if residual is not None:
         out += residual
     return out
+
+
+def padded_conv_fast(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch.Tensor, *,
+                     residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(pad(x)) + residual`` for a padding layer (``ReflectionPad2d``, ...) and an unpadded
+    ``conv``: Winograd with the reflection done in its tile buffer where it applies, else the
+    padding then oneDNN's convolution on NHWC memory."""
+    if (isinstance(pad, nn.ReflectionPad2d) and tuple(pad.padding) == (1, 1, 1, 1)
+            and state.use_winograd(conv, x, padded=True)):
+        return conv3x3_winograd(x, state.winograd_filters(conv), conv.bias, residual=residual,
+                                workspace=state.workspace, padding_mode="reflect")
+    if state.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if _few_outputs(state, pad, conv, x):
+        # widen the right padding so the grouped input covers every output; extra outputs are cropped
+        p = pad.padding
+        width = x.shape[3] + p[0] + p[1]
+        extra = input_width(width, conv.kernel_size[1], NARROW_GROUP) - width
+        xp = F.pad(x, (p[0], p[1] + extra, p[2], p[3]), mode="reflect")
+        grouped = state.cached(("narrow", id(conv)), (conv.weight,),
+                               lambda: grouped_weight(conv.weight.detach(), NARROW_GROUP))
+        out = conv_few_outputs(xp.contiguous(memory_format=torch.channels_last), grouped, conv.bias,
+                               NARROW_GROUP, width - conv.kernel_size[1] + 1)
+        return out if residual is None else out.add_(residual)
+    out = F.conv2d(pad(x), state.conv_weight(conv), conv.bias, conv.stride, conv.padding, conv.dilation,
+                   conv.groups)
+    if state.channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out if residual is None else out.add_(residual)
+
+
+def _few_outputs(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether ``conv(pad(x))`` goes through :func:`conv_few_outputs` (an RGB output layer)."""
+    return (state.channels_last and isinstance(pad, nn.ReflectionPad2d) and x.device.type == "cpu"
+            and x.dtype == torch.float32 and not _autocast_on("cpu")
+            and conv.out_channels <= NARROW_MAX_OUT and conv.in_channels >= 16 and conv.kernel_size[1] >= 5
+            and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+            and max(pad.padding) + NARROW_GROUP * 3 < min(x.shape[2:]))  # room for the wider reflection
+
+
+def conv_transpose_fast(state: FastState, conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` on NHWC memory (oneDNN's deconvolution is up to ~1.8x quicker there)."""
+    if not state.channels_last:
+        return conv(x)
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = F.conv_transpose2d(x, state.conv_weight(conv), conv.bias, conv.stride, conv.padding,
+                             conv.output_padding, conv.groups, conv.dilation)
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool = False,
+                       residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``norm(x)`` for an instance norm without running statistics (then ReLU with ``relu``,
+    plus ``residual``): on fp32 NHWC CPU memory :func:`group_norm_nhwc` with one group per
+    channel (~10x quicker than torch's channels_last instance norm), else ``norm``."""
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and not norm.track_running_stats
+            and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
+        y = group_norm_nhwc(x, x.shape[1], norm.weight if norm.affine else None,
+                            norm.bias if norm.affine else None, norm.eps)
+    else:
+        y = norm(x)
+    if relu:
+        y = y.relu_()
+    return y if residual is None else y.add_(residual)
 
 
 def fuses_silu(x: torch.Tensor) -> bool:

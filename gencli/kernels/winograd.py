@@ -81,27 +81,38 @@ def winograd_filters(weight: torch.Tensor) -> WinogradFilters:
 
 def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tensor | None = None, *,
                      silu: bool = False, sample_bias: torch.Tensor | None = None,
-                     residual: torch.Tensor | None = None, workspace: Workspace | None = None) -> torch.Tensor:
-    """3x3 convolution (stride 1, zero padding 1) of ``x`` (N, C, H, W; H and W multiples of 4).
+                     residual: torch.Tensor | None = None, workspace: Workspace | None = None,
+                     padding_mode: str = "zeros") -> torch.Tensor:
+    """3x3 convolution (stride 1, padding 1) of ``x`` (N, C, H, W; H and W multiples of 4).
 
-    ``sample_bias`` (N, out) is added per sample and channel, ``residual`` (N, out, H, W) to the
-    output. Returns an NCHW-shaped view of NHWC memory (channels_last)."""
+    ``padding_mode``: "zeros" (``Conv2d(padding=1)``) or "reflect" (``ReflectionPad2d(1)`` then an
+    unpadded conv, as the CycleGAN ResnetBlock; H and W >= 2). ``sample_bias`` (N, out) is added
+    per sample and channel, ``residual`` (N, out, H, W) to the output. Returns an NCHW-shaped view
+    of NHWC memory (channels_last)."""
     u, bt, bt3, at, at3 = filters
     buf = workspace or _fresh
     n, c, h, w = x.shape
     co = u.shape[2]
     th, tw = h // 4, w // 4
     p = n * th * tw
-    # zero-padded NHWC copy of the input (SiLU applied on the way)
+    if padding_mode not in ("zeros", "reflect"):
+        raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
+    # padded NHWC copy of the input (SiLU applied on the way)
     xp = buf("pad", n * (h + 2) * (w + 2) * c, x).view(n, h + 2, w + 2, c)
     s = xp.stride()
-    xp.as_strided((n, 2, w + 2, c), (s[0], (h + 1) * s[1], s[2], s[3])).zero_()  # top and bottom rows
-    xp.as_strided((n, h + 2, 2, c), (s[0], s[1], (w + 1) * s[2], s[3])).zero_()  # left and right columns
     inner = xp[:, 1:h + 1, 1:w + 1]
     if silu:
         torch._C._nn.silu(x.permute(0, 2, 3, 1), out=inner)
     else:
         inner.copy_(x.permute(0, 2, 3, 1))
+    if padding_mode == "zeros":
+        xp.as_strided((n, 2, w + 2, c), (s[0], (h + 1) * s[1], s[2], s[3])).zero_()  # top and bottom rows
+        xp.as_strided((n, h + 2, 2, c), (s[0], s[1], (w + 1) * s[2], s[3])).zero_()  # left and right columns
+    else:  # reflection: padded row 0 = input row 1, row h + 1 = input row h - 2; then the columns
+        xp[:, 0].copy_(xp[:, 2])
+        xp[:, h + 1].copy_(xp[:, h - 1])
+        xp[:, :, 0].copy_(xp[:, :, 2])
+        xp[:, :, w + 1].copy_(xp[:, :, w - 1])
     # 6x6 tiles with stride 4: d[(i, j), (n, ty, tx, c)] = xp[n, 4 ty + i, 4 tx + j, c]
     tiles = xp.as_strided((6, 6, n, th, tw, c), (s[1], s[2], s[0], 4 * s[1], 4 * s[2], s[3]))
     d = buf("tiles", 36 * p * c, x).view(6, 6, n, th, tw, c)
@@ -129,9 +140,13 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
 
 def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                       silu: bool = False, sample_bias: torch.Tensor | None = None,
-                      residual: torch.Tensor | None = None) -> torch.Tensor:
+                      residual: torch.Tensor | None = None, padding_mode: str = "zeros") -> torch.Tensor:
     """What :func:`conv3x3_winograd` computes, with ``F.conv2d``."""
-    out = F.conv2d(F.silu(x) if silu else x, weight, bias, padding=1)
+    x = F.silu(x) if silu else x
+    if padding_mode == "reflect":
+        out = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
+    else:
+        out = F.conv2d(x, weight, bias, padding=1)
     if sample_bias is not None:
         out = out + sample_bias[:, :, None, None]
     if residual is not None:

@@ -121,3 +121,83 @@ def test_upsample_fast_takes_winograd_or_the_transposed_convolution(winograd, si
     assert state.use_winograd(up.conv, x, (n, c, 2 * h, 2 * w)) == (winograd and h % 2 == 0 and w % 2 == 0)
     with torch.inference_mode():
         torch.testing.assert_close(up._forward_fast(state, x), up(x), rtol=0, atol=2e-5)
+
+
+# --- the translation generators' fast path ----------------------------------------------------
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("affine", [False, True])
+def test_instance_norm_fast_matches_instance_norm(relu, affine):
+    from gencli.kernels.fast_path import instance_norm_fast
+
+    torch.manual_seed(3)
+    norm = torch.nn.InstanceNorm2d(48, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = (torch.randn(2, 48, 12, 16) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    res = torch.randn(2, 48, 12, 16)
+    with torch.no_grad():
+        want = norm(x.contiguous())
+        want = (want.relu() if relu else want) + res
+        got = instance_norm_fast(norm, x, relu=relu, residual=res)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+        nchw = instance_norm_fast(norm, x.contiguous(), relu=relu)  # other layouts: torch's own
+        torch.testing.assert_close(nchw, want - res, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("winograd", [None, True, False])
+def test_resnet_generator_fast_path_matches_its_plain_forward(winograd):
+    from gencli.models.gan.norms import init_weights
+    from gencli.models.translation.networks import ResnetGenerator
+
+    torch.manual_seed(0)
+    g = init_weights(ResnetGenerator(ngf=32, n_blocks=2)).eval()  # 128-channel blocks: Winograd applies
+    x = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.inference_mode():
+        want = g(x)
+        with g.fast_inference(winograd=winograd) as fast:
+            got = fast(x)
+        assert g._fast is None  # left as it was
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+    assert (got - want).abs().max() > 0 or winograd is False  # the fast path did run
+
+
+def test_resnet_generator_fast_path_uses_winograd_and_the_narrow_output_conv():
+    from gencli.kernels import fast_path
+    from gencli.models.translation.networks import ResnetGenerator
+
+    g = ResnetGenerator(ngf=32, n_blocks=1).eval()
+    calls = {"wino": 0, "narrow": 0}
+    real_wino, real_narrow = fast_path.conv3x3_winograd, fast_path.conv_few_outputs
+
+    def wino(*a, **k):
+        calls["wino"] += 1
+        assert k["padding_mode"] == "reflect"
+        return real_wino(*a, **k)
+
+    def narrow(*a, **k):
+        calls["narrow"] += 1
+        return real_narrow(*a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast_path, "conv3x3_winograd", wino)
+        mp.setattr(fast_path, "conv_few_outputs", narrow)
+        with torch.inference_mode(), g.fast_inference():
+            g(torch.zeros(1, 3, 64, 64))
+    assert calls == {"wino": 2, "narrow": 1}  # the block's two convs; the RGB output layer
+
+
+def test_fast_state_is_kept_across_keep_blocks_only():
+    from gencli.models.translation.networks import ResnetGenerator
+
+    g = ResnetGenerator(ngf=8, n_blocks=1).eval()
+    with g.fast_inference(keep=True):
+        first = g._fast
+    with g.fast_inference(keep=True):
+        assert g._fast is first  # the same caches (Winograd filters built once)
+    with g.fast_inference():
+        assert g._fast is not first
+    with g.fast_inference(keep=True, winograd=False):
+        assert g._fast is not first and g._fast.winograd is False

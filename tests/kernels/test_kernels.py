@@ -205,3 +205,48 @@ def test_upsample_comparison_catches_one_wrong_tap(where):
     broken[where] += 0.01 * weight.abs().max()
     got = upsample2x_conv3x3(x, upsample2x_conv3x3_weight(broken), bias)
     assert rel_err(got, upsample2x_conv3x3_reference(*as64(x, weight, bias))) > 10 * FP32_RTOL
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=str)
+def test_winograd_with_reflection_padding_matches_reflect_pad_then_conv(shape):
+    """padding_mode="reflect" is ReflectionPad2d(1) + an unpadded conv (the CycleGAN ResnetBlock);
+    the residual is added on the way out."""
+    x, weight, bias = conv_case(*shape, seed=5)
+    residual = torch.randn(shape[0], shape[2], shape[3], shape[4], generator=torch.Generator().manual_seed(6))
+    got = conv3x3_winograd(x, winograd_filters(weight), bias, residual=residual, padding_mode="reflect")
+    want = conv3x3_reference(*as64(x, weight, bias), residual=residual.double(), padding_mode="reflect")
+    assert rel_err(got, want) < FP32_RTOL
+    # the border matters: zero padding is far off, so the comparison can tell the two apart
+    zeros = conv3x3_reference(*as64(x, weight, bias), residual=residual.double())
+    assert rel_err(zeros, want) > 100 * FP32_RTOL
+    with pytest.raises(ValueError, match="padding_mode"):
+        conv3x3_winograd(x, winograd_filters(weight), bias, padding_mode="circular")
+
+
+# --- convolutions to few output channels ------------------------------------------------------
+@pytest.mark.parametrize("r", [2, 4])
+@pytest.mark.parametrize("n, c, co, k, h, w", [(1, 64, 3, 7, 20, 24), (2, 16, 1, 5, 9, 16), (1, 32, 4, 7, 12, 32)])
+def test_narrow_conv_matches_conv2d(r, n, c, co, k, h, w):
+    from gencli.kernels.narrow_conv import conv_few_outputs, conv_few_outputs_reference, grouped_weight, input_width
+
+    g = torch.Generator().manual_seed(r + c)
+    out_w = w - k + 1
+    wide = input_width(w, k, r)
+    assert wide % r == 0 and wide >= w
+    x = torch.randn(n, c, h, wide, generator=g).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(co, c, k, k, generator=g) / (k * c ** 0.5)
+    bias = torch.randn(co, generator=g)
+    got = conv_few_outputs(x, grouped_weight(weight, r), bias, r, out_w)
+    want = conv_few_outputs_reference(x.double(), weight.double(), bias.double(), out_w)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    assert rel_err(got, want) < FP32_RTOL
+    # one tap of the regrouped kernel moved: caught
+    bad = grouped_weight(weight, r)
+    bad[0, 0, 0, 0] += bad.abs().max()
+    assert rel_err(conv_few_outputs(x, bad, bias, r, out_w), want) > 100 * FP32_RTOL
+    with pytest.raises(ValueError, match="multiple of r"):
+        conv_few_outputs(x[..., :wide - 1].contiguous(memory_format=torch.channels_last), grouped_weight(weight, r),
+                         bias, r, out_w)
+    with pytest.raises(ValueError, match="input_width"):  # input_width is the least that covers every output
+        conv_few_outputs(x[..., :wide - r].contiguous(memory_format=torch.channels_last), grouped_weight(weight, r),
+                         bias, r, out_w)

@@ -17,8 +17,6 @@ dispatch are in :mod:`gencli.kernels`).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import InputError
-from gencli.kernels.fast_path import FastState, conv_fast, fuses_silu, group_norm_fast
+from gencli.kernels.fast_path import FastInference, FastState, conv_fast, fuses_silu, group_norm_fast
 from gencli.kernels.winograd import winograd_matrices
 from gencli.models.layers import (Attention, Downsample2D, MidBlock, ResnetBlock2D, TimestepEmbedding,
                                   UNetBlock2D, Upsample2D, rename_legacy_keys, timestep_embedding)
@@ -111,7 +109,7 @@ def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-class UNet2DModel(nn.Module):
+class UNet2DModel(FastInference, nn.Module):
     """diffusers-compatible UNet2DModel (positional time embedding, conv resamplers)."""
 
     def __init__(self, config: dict[str, Any]):
@@ -183,7 +181,6 @@ class UNet2DModel(nn.Module):
         return 2 ** (len(self.config["block_out_channels"]) - 1)
 
     # --- inference fast path ----------------------------------------------------------------
-    _fast: FastState | None = None
 
     def optimize_for_inference(self, device: Any = None, *, channels_last: bool = True,
                                winograd: bool | None = None) -> "UNet2DModel":
@@ -205,29 +202,6 @@ class UNet2DModel(nn.Module):
             self.to(memory_format=torch.channels_last)
         self._fast = FastState(channels_last, winograd)
         return self
-
-    @contextlib.contextmanager
-    def fast_inference(self, enabled: bool = True, *, channels_last: bool = True,
-                       winograd: bool | None = None) -> Iterator["UNet2DModel"]:
-        """Use the inference fast path inside the block without changing the module.
-
-        Parameters are left as they are; channels_last weight copies and Winograd filters are
-        built on first use and freed on exit (the filters take ~4x the 3x3 weights' memory).
-        After :meth:`optimize_for_inference` with the same options, its caches are used as they
-        are. ``with unet.fast_inference(): ...`` is what a sampling loop should wrap itself in.
-        """
-        previous = self._fast
-        if not enabled:
-            self._fast = None
-        elif previous is None or (previous.channels_last, previous.winograd) != (channels_last, winograd):
-            self._fast = FastState(channels_last, winograd)
-        try:
-            yield self
-        finally:
-            self._fast = previous
-
-    def _use_fast(self) -> bool:
-        return self._fast is not None and not self.training and not torch.is_grad_enabled()
 
     def _time_projections(self, state: FastState, emb_act: torch.Tensor) -> list[torch.Tensor]:
         """Every resnet's time_emb_proj(SiLU(temb)) from one matmul, in forward order.

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from gencli.errors import UsageError
+from gencli.kernels.fast_path import (FastInference, FastState, conv_fast, conv_transpose_fast, instance_norm_fast,
+                                      padded_conv_fast)
 from gencli.models.gan.discriminators import expand_alias
 from gencli.models.gan.norms import BatchNorm2d, check_norm, norm_layer
 
@@ -80,6 +82,29 @@ def _pad(padding_type: str, amount: int) -> tuple[list[nn.Module], int]:
     raise UsageError(f"unknown padding {padding_type!r}; use one of {', '.join(PADDINGS)}")
 
 
+def run_fast(state: FastState, layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """The layers of an ``nn.Sequential`` on the inference fast path (see
+    :mod:`gencli.kernels.fast_path`): padding + 3x3 conv as Winograd with the padding in its tile
+    buffer, other convolutions on NHWC memory, instance norm (+ ReLU) on NHWC; anything else as is."""
+    i = 0
+    while i < len(layers):
+        m, nxt = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(m, (nn.ReflectionPad2d, nn.ReplicationPad2d)) and isinstance(nxt, nn.Conv2d):
+            x, i = padded_conv_fast(state, m, nxt, x), i + 2
+        elif isinstance(m, nn.Conv2d):
+            x, i = conv_fast(state, m, x), i + 1
+        elif isinstance(m, nn.ConvTranspose2d):
+            x, i = conv_transpose_fast(state, m, x), i + 1
+        elif isinstance(m, nn.InstanceNorm2d):
+            relu = isinstance(nxt, nn.ReLU)
+            x, i = instance_norm_fast(m, x, relu=relu), i + 1 + relu
+        elif isinstance(m, ResnetBlock):
+            x, i = m._forward_fast(state, x), i + 1
+        else:
+            x, i = m(x), i + 1
+    return x
+
+
 # --------------------------------------------------------------------------------------------
 # Generators
 
@@ -101,9 +126,16 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv_block(x)
 
+    def _forward_fast(self, state: FastState, x: torch.Tensor) -> torch.Tensor:
+        return run_fast(state, list(self.conv_block), x).add_(x)
 
-class ResnetGenerator(nn.Module):
-    """The official CycleGAN generator (resnet_9blocks / resnet_6blocks); sides must be multiples of 4."""
+
+class ResnetGenerator(FastInference, nn.Module):
+    """The official CycleGAN generator (resnet_9blocks / resnet_6blocks); sides must be multiples of 4.
+
+    ``with g.fast_inference(): g(x)`` runs the inference fast path (:func:`run_fast`): on the
+    CPU in fp32 the residual blocks' convolutions are Winograd F(4x4, 3x3) (outputs within ~1e-4
+    of the plain forward) and everything stays NHWC."""
 
     n_downsampling = 2
 
@@ -134,6 +166,8 @@ class ResnetGenerator(nn.Module):
         return 2 ** self.n_downsampling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_fast():
+            return run_fast(self._fast, list(self.model), x).contiguous()
         return self.model(x)
 
 
