@@ -63,6 +63,12 @@ class FastState:
         self.cache: dict[Any, tuple[tuple, Any]] = {}
         self._local = threading.local()
 
+    def __reduce__(self):
+        # copies and pickles (copy.deepcopy of a network, torch.save of a module) get a fresh
+        # state with the same options: the caches are derived data, and thread-local scratch
+        # space cannot be copied
+        return (FastState, (self.channels_last, self.winograd))
+
     def workspace(self, role: str, numel: int, like: torch.Tensor) -> torch.Tensor:
         """A reusable flat scratch tensor (at least ``numel`` elements) for one role in a kernel.
 

@@ -201,3 +201,19 @@ def test_fast_state_is_kept_across_keep_blocks_only():
         assert g._fast is not first
     with g.fast_inference(keep=True, winograd=False):
         assert g._fast is not first and g._fast.winograd is False
+
+
+def test_a_network_with_a_kept_fast_state_can_be_copied_and_pickled():
+    import copy
+    import io
+
+    from gencli.models.translation.networks import ResnetGenerator
+
+    g = ResnetGenerator(ngf=8, n_blocks=1).eval()
+    with torch.inference_mode(), g.fast_inference(keep=True):
+        g(torch.zeros(1, 3, 16, 16))
+    assert g._fast_kept.cache  # filled
+    twin = copy.deepcopy(g)  # what export_onnx does
+    assert twin._fast_kept is not g._fast_kept and not twin._fast_kept.cache
+    assert twin._fast_kept.channels_last == g._fast_kept.channels_last
+    torch.save(g, io.BytesIO())
