@@ -38,6 +38,9 @@ def train(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (initial weights, data order) [default: 0].")] = None,
     save_every: Annotated[Optional[int], typer.Option(
         "--save-every", help="Save a checkpoint every N steps [default: 1000].")] = None,
+    keep_every: Annotated[Optional[int], typer.Option(
+        "--keep-every", help="Also keep the shipped model of every Nth step as checkpoints/step-NNNNNNN.safetensors "
+        "(for quality-over-training curves), 0: none [default: 0].")] = None,
     sample_every: Annotated[Optional[int], typer.Option(
         "--sample-every", help="Write a preview grid every N steps, 0: only at the end [default: 0].")] = None,
     sample_n: Annotated[Optional[int], typer.Option(
@@ -68,7 +71,8 @@ def train(
     for value, option in ((batch_size, "--batch-size"), (save_every, "--save-every"),
                           (log_every, "--log-every"), (image_size, "--image-size")):
         common.check_positive(value, option)
-    for value, option in ((sample_every, "--sample-every"), (sample_n, "--sample-n"), (seed, "--seed")):
+    for value, option in ((sample_every, "--sample-every"), (sample_n, "--sample-n"), (seed, "--seed"),
+                          (keep_every, "--keep-every")):
         common.check_positive(value, option, 0)
     if precision is not None:
         common.check_choice(precision, common.PRECISIONS, "--precision")
@@ -111,7 +115,7 @@ def train(
 
         given = {"batch_size": batch_size, "seed": seed, "precision": precision, "grad_clip": grad_clip,
                  "ema_decay": ema_decay, "log_every": log_every, "save_every": save_every,
-                 "sample_every": sample_every, "sample_n": sample_n}
+                 "sample_every": sample_every, "sample_n": sample_n, "keep_every": keep_every}
         prepared = runs.prepare(spec, run, steps=steps, data=data, options=options, split=split, image_size=image_size,
                                 channels=channels, unconditional=unconditional, config=overrides,
                                 lr=lr, train=given, resume=resume, device=dev, reporter=_reporter(chatty, model),

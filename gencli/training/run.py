@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gencli.errors import GencliError, UsageError
-from gencli.training.trainer import LOG_FILE, MODEL_FILE, SAMPLES_DIR, STATE_FILE
+from gencli.training.trainer import KEPT_DIR, LOG_FILE, MODEL_FILE, SAMPLES_DIR, STATE_FILE
 
 #: TrainConfig fields a resumed run inherits from its saved state unless given again; a family's
 #: ``train_defaults`` override these for new runs.
 DEFAULTS: dict[str, Any] = {"batch_size": 128, "seed": 0, "precision": "fp32", "grad_clip": 1.0,
                             "ema_decay": 0.999, "log_every": 50, "save_every": 1000,
-                            "sample_every": 0, "sample_n": 16}
+                            "sample_every": 0, "sample_n": 16, "keep_every": 0}
 
 
 @dataclass
@@ -41,23 +41,28 @@ def run_files(run: Path) -> list[Path]:
     if not run.is_dir():
         return []
     found = [run / n for n in (STATE_FILE, MODEL_FILE, LOG_FILE) if (run / n).exists()]
-    samples = run / SAMPLES_DIR
-    if samples.is_dir() and any(samples.glob("step*.png")):
-        found.append(samples)
+    for folder, pattern in _WRITTEN_FOLDERS:
+        if (run / folder).is_dir() and any((run / folder).glob(pattern)):
+            found.append(run / folder)
     return found
 
 
+#: The trainer's folders in a run and the files it writes there.
+_WRITTEN_FOLDERS = ((SAMPLES_DIR, "step*.png"), (KEPT_DIR, "step-*.safetensors"))
+
+
 def clean_run(run: Path) -> None:
-    """Delete only what the trainer writes (state, model, log, samples/step*.png)."""
+    """Delete only what the trainer writes (state, model, log, samples/step*.png,
+    checkpoints/step-*.safetensors)."""
     for name in (STATE_FILE, MODEL_FILE, LOG_FILE):
         with contextlib.suppress(FileNotFoundError):
             (run / name).unlink()
-    samples = run / SAMPLES_DIR
-    if samples.is_dir():
-        for png in samples.glob("step*.png"):
-            png.unlink()
-        with contextlib.suppress(OSError):
-            samples.rmdir()  # only when nothing else is in it
+    for folder, pattern in _WRITTEN_FOLDERS:
+        if (run / folder).is_dir():
+            for f in (run / folder).glob(pattern):
+                f.unlink()
+            with contextlib.suppress(OSError):
+                (run / folder).rmdir()  # only when nothing else is in it
 
 
 def saved_step(run: Path) -> Any:
@@ -205,7 +210,8 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
     tcfg = TrainConfig(steps=steps, batch_size=pick("batch_size"), seed=pick("seed"), precision=pick("precision"),
                        grad_clip=pick("grad_clip") or None, ema_decay=pick("ema_decay") or None,
                        log_every=pick("log_every"), save_every=pick("save_every"),
-                       sample_every=pick("sample_every"), sample_n=pick("sample_n") or 16)
+                       sample_every=pick("sample_every"), sample_n=pick("sample_n") or 16,
+                       keep_every=pick("keep_every") or 0)
     if resume:
         for name in ("batch_size", "seed"):
             if name in saved_train and getattr(tcfg, name) != saved_train[name]:

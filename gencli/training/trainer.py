@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
+KEPT_DIR = "checkpoints"
 
 
 @dataclass
@@ -60,6 +62,7 @@ class TrainConfig:
     save_every: int = 1000
     sample_every: int = 0  # 0: only at the end
     sample_n: int = 16
+    keep_every: int = 0  # also keep checkpoints/step-NNNNNNN.safetensors every N steps; 0: never
     num_workers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -160,8 +163,9 @@ class Trainer:
         if "cuda" in st and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(st["cuda"])
 
-    def save(self) -> None:
-        """Write state.safetensors and model.safetensors (rank 0 only; the ranks hold the same weights)."""
+    def save(self, keep: bool = False) -> None:
+        """Write state.safetensors and model.safetensors (rank 0 only; the ranks hold the same
+        weights); with ``keep``, a copy of the model file as checkpoints/step-NNNNNNN.safetensors."""
         sd = self.inference_state_dict()
         for name, v in sd.items():
             if v.is_floating_point() and not bool(torch.isfinite(v).all()):
@@ -186,6 +190,10 @@ class Trainer:
         meta = dict(self.metadata)
         meta.update(family=self.model.family, config=config, step=self.step)
         checkpoints.save_checkpoint(self.run_dir / MODEL_FILE, shipped, meta, force=True)
+        if keep:
+            kept = self.run_dir / KEPT_DIR / f"step-{self.step:07d}.safetensors"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(self.run_dir / MODEL_FILE, kept)
 
     def load(self) -> None:
         state = training_state.load_training_state(self.run_dir / STATE_FILE, device="cpu")
@@ -337,10 +345,11 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
                     self._write_preview()
                     self.model.train()
-                if self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                    self.save()
+                keep = bool(cfg.keep_every) and self.step % cfg.keep_every == 0
+                if (self.step % cfg.save_every == 0 or keep) and self.step < cfg.steps:
+                    self.save(keep=keep)
                     last_saved = self.step
-            self.save()
+            self.save(keep=bool(cfg.keep_every) and self.step % cfg.keep_every == 0)
             self._write_preview()
             self.group.barrier()
             return self.step

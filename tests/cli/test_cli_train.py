@@ -130,3 +130,24 @@ def test_nan_loss_is_one_line_exit_1(capsysbinary, monkeypatch):
     r = train(capsysbinary, "runs/nan", 3)
     r.assert_error(1, "loss became nan", "--lr")
     assert torch is not None
+
+
+def test_keep_every_keeps_the_model_of_those_steps_and_force_removes_them(capsysbinary, tmp_path):
+    from gencli.checkpoints import read_metadata
+
+    run = tmp_path / "runs" / "kept"
+    r = train(capsysbinary, "runs/kept", 4, "--keep-every", "2")
+    assert r.code == 0, r.err
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-0000002.safetensors", "step-0000004.safetensors"]
+    assert read_metadata(run / "checkpoints" / "step-0000002.safetensors")["step"] == 2
+    assert (run / "checkpoints" / kept[-1]).read_bytes() == (run / "model.safetensors").read_bytes()
+    r = train(capsysbinary, "runs/kept", 6, "--resume")  # the resumed run keeps keeping
+    assert r.code == 0, r.err
+    assert len(list((run / "checkpoints").iterdir())) == 3
+    (run / "state.safetensors").unlink()
+    r = train(capsysbinary, "runs/kept", 2)
+    assert r.code == 2 and "checkpoints/" in r.err  # leftovers are named, nothing is deleted unasked
+    r = train(capsysbinary, "runs/kept", 2, "--force")
+    assert r.code == 0, r.err
+    assert not (run / "checkpoints").exists()
