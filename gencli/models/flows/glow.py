@@ -27,7 +27,7 @@ from gencli.models.layers.distributions import LOG256, dequantize, gaussian_log_
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "levels": 2,
-    "steps": 8,
+    "steps": 16,  # 16 beat 8 (and width 128 at 8) per step and per second in 500-step trials on Fashion-MNIST
     "hidden": 64,
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "warmup_steps": 200},
     "sampling": {"temperature": 0.7},

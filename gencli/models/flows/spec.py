@@ -13,7 +13,7 @@ GLOW = FamilySpec(
     data="images",
     options={"sample": (_TEMPERATURE,), "interpolate": (_TEMPERATURE,)},
     checkpoints=(Checkpoint("fashion-mnist", "bundled:glow-fashion-mnist.safetensors",
-                            "Fashion-MNIST 28x28, 2 levels x 8 steps, trained by gencli (bundled)",
+                            "Fashion-MNIST 28x28, 2 levels x 16 steps, trained by gencli (bundled)",
                             dataset="fashion-mnist"),),
     default_checkpoint="fashion-mnist",
     tiny_config={"levels": 2, "steps": 1, "hidden": 8},
