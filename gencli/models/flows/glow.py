@@ -318,6 +318,32 @@ class Glow(GenerativeModel):
             h = unsqueeze(h)
         return ((h + 0.5) * 2 - 1).clamp(-1, 1)
 
+    @torch.no_grad()  # not inference_mode: callers decode the result, in grad mode or not
+    def encode(self, images: torch.Tensor, *, class_labels: Any = None, **_: Any) -> torch.Tensor:
+        """The standard-normal noise (N, D) that :meth:`decode` at temperature 1 maps back to
+        ``images`` (N, C, H, W in [-1, 1]; exact up to float rounding: a flow inverts)."""
+        expected = (self.channels, self.image_size, self.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise InputError(f"glow takes images of shape (N, {', '.join(map(str, expected))}), "
+                             f"got {tuple(images.shape)}")
+        x = (images.to(self.device, torch.float32) + 1) / 2 - 0.5
+        labels = self.class_labels(x.shape[0], class_labels) if self.num_classes else None
+        zs, _, kept = self.flow_forward(x, with_kept=True)
+        eps = []
+        for lvl, z in enumerate(zs):
+            mean, logs = self._prior_params(lvl, kept[lvl] if lvl < len(kept) else None, x.shape[0], labels)
+            eps.append(((z - mean) * torch.exp(-logs)).flatten(1))
+        return torch.cat(eps, 1)
+
+    def interpolate(self, frames: int, generators: list[torch.Generator] | None = None, *,
+                    latents: list[torch.Tensor] | None = None, temperature: float | None = None,
+                    **opts: Any) -> torch.Tensor:
+        """As every family's; between encoded images (``latents``) the path runs at temperature 1
+        unless one is given, so that its end frames are the images themselves."""
+        if latents is not None and temperature is None:
+            temperature = 1.0
+        return super().interpolate(frames, generators, latents=latents, temperature=temperature, **opts)
+
     @torch.inference_mode()
     def sample(self, n: int, generator: torch.Generator | None = None, *, temperature: float | None = None,
                class_labels: Any = None, init_noise: torch.Tensor | None = None,
