@@ -217,3 +217,19 @@ def test_a_network_with_a_kept_fast_state_can_be_copied_and_pickled():
     assert twin._fast_kept is not g._fast_kept and not twin._fast_kept.cache
     assert twin._fast_kept.channels_last == g._fast_kept.channels_last
     torch.save(g, io.BytesIO())
+
+
+def test_instance_norm_fast_normalises_bf16_in_fp32_and_returns_bf16_as_torch_does():
+    from gencli.kernels.fast_path import instance_norm_fast
+
+    torch.manual_seed(4)
+    norm = torch.nn.InstanceNorm2d(32)
+    x = (torch.randn(2, 32, 8, 12) * 2 + 1).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want = norm(x.float().contiguous()).relu()  # fp32 statistics of the same bf16 values
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = instance_norm_fast(norm, x, relu=True)
+            assert norm(x).dtype == torch.bfloat16  # what torch returns under autocast
+    assert got.dtype == torch.bfloat16
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.float(), want, rtol=2 ** -8, atol=1e-6)  # only the result's bf16 rounding
