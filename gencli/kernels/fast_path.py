@@ -67,7 +67,12 @@ class FastState:
         # copies and pickles (copy.deepcopy of a network, torch.save of a module) get a fresh
         # state with the same options: the caches are derived data, and thread-local scratch
         # space cannot be copied
-        return (FastState, (self.channels_last, self.winograd))
+        return (FastState, self.options)
+
+    @property
+    def options(self) -> tuple[bool, bool | None]:
+        """What the state was built for: (channels_last, winograd)."""
+        return self.channels_last, self.winograd
 
     def workspace(self, role: str, numel: int, like: torch.Tensor) -> torch.Tensor:
         """A reusable flat scratch tensor (at least ``numel`` elements) for one role in a kernel.
@@ -132,7 +137,7 @@ class FastState:
 class FastInference:
     """Mixin of the networks with a fast path (the diffusion UNet, the CycleGAN ResNet generator):
     ``with net.fast_inference(): ...`` switches it on for the block; ``forward`` checks
-    :meth:`_use_fast` and hands ``self._fast`` to its ``_forward_fast``."""
+    :meth:`_use_fast` and runs its fast forward with ``self._fast``."""
 
     _fast: FastState | None = None
     _fast_kept: FastState | None = None
@@ -150,13 +155,13 @@ class FastInference:
         the same options is used as it is, caches included. Training (grad enabled or train
         mode) always takes the plain path.
         """
-        previous = self._fast
+        previous, options = self._fast, (channels_last, winograd)
         if not enabled:
             self._fast = None
-        elif previous is None or (previous.channels_last, previous.winograd) != (channels_last, winograd):
+        elif previous is None or previous.options != options:
             kept = self._fast_kept if keep else None
-            if kept is None or (kept.channels_last, kept.winograd) != (channels_last, winograd):
-                kept = FastState(channels_last, winograd)
+            if kept is None or kept.options != options:
+                kept = FastState(*options)
             self._fast = kept
             if keep:
                 self._fast_kept = kept
@@ -203,15 +208,14 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
     return out
 
 
-def padded_conv_fast(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch.Tensor, *,
-                     residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``conv(pad(x)) + residual`` for a padding layer (``ReflectionPad2d``, ...) and an unpadded
+def padded_conv_fast(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(pad(x))`` for a padding layer (``ReflectionPad2d``, ...) and an unpadded
     ``conv``: Winograd with the reflection done in its tile buffer where it applies, else the
     padding then oneDNN's convolution on NHWC memory."""
     if (isinstance(pad, nn.ReflectionPad2d) and tuple(pad.padding) == (1, 1, 1, 1)
             and state.use_winograd(conv, x, padded=True)):
-        return conv3x3_winograd(x, state.winograd_filters(conv), conv.bias, residual=residual,
-                                workspace=state.workspace, padding_mode="reflect")
+        return conv3x3_winograd(x, state.winograd_filters(conv), conv.bias, workspace=state.workspace,
+                                padding_mode="reflect")
     if state.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if _few_outputs(state, pad, conv, x):
@@ -222,14 +226,9 @@ def padded_conv_fast(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch
         xp = F.pad(x, (p[0], p[1] + extra, p[2], p[3]), mode="reflect")
         grouped = state.cached(("narrow", id(conv)), (conv.weight,),
                                lambda: grouped_weight(conv.weight.detach(), NARROW_GROUP))
-        out = conv_few_outputs(xp.contiguous(memory_format=torch.channels_last), grouped, conv.bias,
-                               NARROW_GROUP, width - conv.kernel_size[1] + 1)
-        return out if residual is None else out.add_(residual)
-    out = F.conv2d(pad(x), state.conv_weight(conv), conv.bias, conv.stride, conv.padding, conv.dilation,
-                   conv.groups)
-    if state.channels_last:
-        out = out.contiguous(memory_format=torch.channels_last)
-    return out if residual is None else out.add_(residual)
+        return conv_few_outputs(xp.contiguous(memory_format=torch.channels_last), grouped, conv.bias,
+                                NARROW_GROUP, width - conv.kernel_size[1] + 1)
+    return conv_fast(state, conv, pad(x))  # the padding, then the convolution as any other
 
 
 def _few_outputs(state: FastState, pad: nn.Module, conv: nn.Conv2d, x: torch.Tensor) -> bool:

@@ -36,6 +36,10 @@ class Prepared:
     resumed: bool
 
 
+#: The trainer's folders in a run and the files it writes there.
+_WRITTEN_FOLDERS = ((SAMPLES_DIR, "step*.png"), (KEPT_DIR, "step-*.safetensors"))
+
+
 def run_files(run: Path) -> list[Path]:
     """The files/folders the trainer writes that exist in ``run``."""
     if not run.is_dir():
@@ -45,10 +49,6 @@ def run_files(run: Path) -> list[Path]:
         if (run / folder).is_dir() and any((run / folder).glob(pattern)):
             found.append(run / folder)
     return found
-
-
-#: The trainer's folders in a run and the files it writes there.
-_WRITTEN_FOLDERS = ((SAMPLES_DIR, "step*.png"), (KEPT_DIR, "step-*.safetensors"))
 
 
 def clean_run(run: Path) -> None:

@@ -195,6 +195,10 @@ class Trainer:
             kept.parent.mkdir(exist_ok=True)
             shutil.copyfile(self.run_dir / MODEL_FILE, kept)
 
+    def _keeps_this_step(self) -> bool:
+        """Whether ``--keep-every`` keeps a copy of this step's model."""
+        return bool(self.cfg.keep_every) and self.step % self.cfg.keep_every == 0
+
     def load(self) -> None:
         state = training_state.load_training_state(self.run_dir / STATE_FILE, device="cpu")
         if state.get("family") != self.model.family:
@@ -345,11 +349,11 @@ class Trainer:
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
                     self._write_preview()
                     self.model.train()
-                keep = bool(cfg.keep_every) and self.step % cfg.keep_every == 0
+                keep = self._keeps_this_step()
                 if (self.step % cfg.save_every == 0 or keep) and self.step < cfg.steps:
                     self.save(keep=keep)
                     last_saved = self.step
-            self.save(keep=bool(cfg.keep_every) and self.step % cfg.keep_every == 0)
+            self.save(keep=self._keeps_this_step())
             self._write_preview()
             self.group.barrier()
             return self.step

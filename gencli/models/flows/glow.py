@@ -269,14 +269,17 @@ class Glow(GenerativeModel):
         ctx.step(loss, "flow")
         return {"loss": loss.detach(), "bpd": loss.detach() / math.log(2)}
 
-    @torch.inference_mode()
-    def log_likelihood(self, images: torch.Tensor, generator: torch.Generator | None = None, *,
-                       class_labels: Any = None, **_: Any) -> torch.Tensor:
-        """log P(x) >= log p(y) - D ln 256 of the 8-bit images (one dequantisation draw)."""
+    def _check_images(self, images: torch.Tensor) -> None:
         expected = (self.channels, self.image_size, self.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise InputError(f"glow takes images of shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(images.shape)}")
+
+    @torch.inference_mode()
+    def log_likelihood(self, images: torch.Tensor, generator: torch.Generator | None = None, *,
+                       class_labels: Any = None, **_: Any) -> torch.Tensor:
+        """log P(x) >= log p(y) - D ln 256 of the 8-bit images (one dequantisation draw)."""
+        self._check_images(images)
         images = images.to(self.device)
         x = dequantize(images, generator) - 0.5
         labels = self._labels(x.shape[0], class_labels)
@@ -322,10 +325,7 @@ class Glow(GenerativeModel):
     def encode(self, images: torch.Tensor, *, class_labels: Any = None, **_: Any) -> torch.Tensor:
         """The standard-normal noise (N, D) that :meth:`decode` at temperature 1 maps back to
         ``images`` (N, C, H, W in [-1, 1]; exact up to float rounding: a flow inverts)."""
-        expected = (self.channels, self.image_size, self.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise InputError(f"glow takes images of shape (N, {', '.join(map(str, expected))}), "
-                             f"got {tuple(images.shape)}")
+        self._check_images(images)
         x = (images.to(self.device, torch.float32) + 1) / 2 - 0.5
         labels = self.class_labels(x.shape[0], class_labels) if self.num_classes else None
         zs, _, kept = self.flow_forward(x, with_kept=True)
