@@ -250,13 +250,11 @@ def conv_transpose_fast(state: FastState, conv: nn.ConvTranspose2d, x: torch.Ten
     return out.contiguous(memory_format=torch.channels_last)
 
 
-def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool = False,
-                       residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``norm(x)`` for an instance norm without running statistics (then ReLU with ``relu``,
-    plus ``residual``): on NHWC CPU memory :func:`group_norm_nhwc` with one group per channel
-    (~10x quicker than torch's channels_last instance norm), else ``norm``. A bf16/fp16 input (a
-    convolution's output under autocast) is normalised in fp32 and returned in its own dtype, as
-    torch returns it."""
+def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
+    """``norm(x)`` for an instance norm without running statistics (then ReLU with ``relu``): on
+    NHWC CPU memory :func:`group_norm_nhwc` with one group per channel (~10x quicker than torch's
+    channels_last instance norm), else ``norm``. A bf16/fp16 input (a convolution's output under
+    autocast) is normalised in fp32 and returned in its own dtype, as torch returns it."""
     if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
             and not norm.track_running_stats
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
@@ -265,9 +263,7 @@ def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool =
                                 norm.bias if norm.affine else None, norm.eps).to(x.dtype)
     else:
         y = norm(x)
-    if relu:
-        y = y.relu_()
-    return y if residual is None else y.add_(residual)
+    return y.relu_() if relu else y
 
 
 def fuses_silu(x: torch.Tensor) -> bool:
