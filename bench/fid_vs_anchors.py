@@ -101,9 +101,50 @@ def rounds(contenders: dict, repeats: int) -> tuple[dict[str, list[float]], dict
     return times, values
 
 
+def inception_macs() -> float:
+    """Multiply-adds of the convolutions of one 299x299 forward of the FID Inception (counted by hooks)."""
+    import torch
+
+    from gencli.metrics.inception import FIDInceptionV3
+
+    model, total = FIDInceptionV3().eval(), [0]
+
+    def count(mod, inp, out):
+        total[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 299, 299))
+    return float(total[0])
+
+
+def machine_rates() -> dict[str, float]:
+    """G multiply-adds/s of this CPU in fp32 on torch's default threads: a 2048^3 matmul (MKL on x86
+    builds) and the same product as a 1x1 convolution (oneDNN, the library the convolutions use)."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x, w = a.view(1, 2048, 1, 2048).permute(0, 3, 1, 2), b.view(2048, 2048, 1, 1)  # NHWC: 2048 pixels
+
+    def rate(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return 2048 ** 3 / best / 1e9
+
+    return {"matmul": rate(lambda: a @ b), "conv": rate(lambda: torch.nn.functional.conv2d(x, w))}
+
+
 def report(times: dict[str, list[float]], values: dict[str, float], ours: str, anchors: list[str],
-           tol: float) -> bool:
-    """Assert the values, then print the table (ratio: best anchor time / this time)."""
+           tol: float, macs: float | None = None, rates: dict[str, float] | None = None) -> bool:
+    """Assert the values, then print the table (ratio: best anchor time / this time). With ``macs``
+    (the Inception multiply-adds of the whole run) and ``rates`` (:func:`machine_rates`), also each
+    contender's G multiply-adds/s and the time the convolutions alone would take at the CPU's rate."""
     ref = values[anchors[0]]
     bad = [n for n in values if not abs(values[n] - ref) <= tol * abs(ref)]
     for n in values:
@@ -114,10 +155,18 @@ def report(times: dict[str, list[float]], values: dict[str, float], ours: str, a
         return False
     med = {n: float(np.median(v)) for n, v in times.items()}
     best = min(anchors, key=med.get)
-    print(f"  {'contender':24s} {'median s':>9s} {'min..max':>15s} {'ratio vs ' + best:>28s}")
+    print(f"  {'contender':24s} {'median s':>9s} {'min..max':>15s} {'ratio vs ' + best:>28s}"
+          + (f" {'GMAC/s':>8s}" if macs else ""))
     for n in times:
-        print(f"  {n:24s} {med[n]:9.1f} {min(times[n]):7.1f}..{max(times[n]):<7.1f} {med[best] / med[n]:28.2f}")
+        print(f"  {n:24s} {med[n]:9.1f} {min(times[n]):7.1f}..{max(times[n]):<7.1f} {med[best] / med[n]:28.2f}"
+              + (f" {macs / med[n] / 1e9:8.1f}" if macs else ""))
     print(f"  => gencli {med[best] / med[ours]:.2f}x the faster {best.split()[0]} run ({best})", flush=True)
+    if macs and rates:
+        peak = max(rates.values())
+        bound = macs / (peak * 1e9)
+        print(f"  the limit: {macs / 1e12:.2f} T multiply-adds of convolutions take {bound:.1f} s at this CPU's "
+              f"{peak:.0f} GMAC/s, so no direct-convolution fp32 run can beat {best} by more than "
+              f"{med[best] / bound:.2f}x (gencli is at {bound / med[ours]:.0%} of that rate)", flush=True)
     return True
 
 
@@ -166,7 +215,13 @@ def main() -> int:
           flush=True)
 
     ok = True
+    macs = rates = None
     if not args.skip_e2e:
+        rates = machine_rates()
+        macs = inception_macs() * 2 * args.n
+        print(f"Inception convolutions: {macs / 2 / args.n / 1e9:.2f} G multiply-adds per image; this CPU in fp32: "
+              f"2048^3 matmul {rates['matmul']:.0f} GMAC/s, as a 1x1 convolution {rates['conv']:.0f} GMAC/s",
+              flush=True)
         gencli = [py, "-m", "gencli", "evaluate", "fid", str(real), str(fake), "--weights", str(pth),
                   "--dims", str(args.dims), "--json", "--quiet", "--no-cache"]
 
@@ -195,7 +250,7 @@ def main() -> int:
                                     "pytorch-fid tuned": pfid_run(["--batch-size", "8", "--num-workers", "0"],
                                                                   tuned_env)},
                                    args.repeats)
-            ok &= report(times, values, "gencli", ["pytorch-fid default", "pytorch-fid tuned"], args.tol)
+            ok &= report(times, values, "gencli", ["pytorch-fid default", "pytorch-fid tuned"], args.tol, macs, rates)
             t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)  # fills the cache
             t_warm, out, _ = run([c for c in gencli if c != "--no-cache"], env)
             print(f"  gencli with a warm statistics cache (for information): {t_warm:.1f} s, "
@@ -220,7 +275,8 @@ def main() -> int:
                                     "torch-fidelity tuned": fidelity_run(["--batch-size", "8", "--save-cpu-ram"],
                                                                          tuned_env)},
                                    args.repeats)
-            ok &= report(times, values, "gencli tf", ["torch-fidelity default", "torch-fidelity tuned"], args.tol)
+            ok &= report(times, values, "gencli tf", ["torch-fidelity default", "torch-fidelity tuned"], args.tol,
+                         macs, rates)
 
     if args.skip_frechet:
         return 0 if ok else 1
