@@ -34,16 +34,18 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def export(run: Path, out: Path, force: bool) -> None:
+def export(run: Path, out: Path, force: bool, spacing: str | None = None) -> None:
     from gencli.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 
     src = run / "model.safetensors"
     ckpt = load_checkpoint(src)
     meta = read_metadata(src)
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    meta["notes"] = (f"EMA weights of `gencli train ddpm --data fashion-mnist --out {run.name}` after "
-                     f"{meta.get('step')} steps of batch 128; stored as fp16")
+    meta["notes"] = (f"EMA weights of the Fashion-MNIST run {run.name} after {meta.get('step')} steps of batch 128 "
+                     "(its command: weights/README.md); stored as fp16")
     meta.pop("gencli_format", None)
+    if spacing:  # the timestep spacing `gencli sample` uses for fewer than 1000 steps unless told
+        meta["config"]["sampling"]["spacing"] = spacing
     path = save_checkpoint(out, ckpt.tensors, meta, force=force, dtype=torch.float16)
     log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, step {meta.get('step')}, "
         f"{len(lines)} log lines)")
@@ -54,12 +56,13 @@ def quantise(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def classes(per_class: int, sampler: str, steps: int, batch: int, seed: int, guidance: float) -> dict:
+def classes(per_class: int, sampler: str, steps: int, batch: int, seed: int, guidance: float,
+            weights: Path = WEIGHTS) -> dict:
     from gencli import registry
     from gencli.io.named_datasets import load_fashion_mnist
     from gencli.metrics.fmnist_classifier import classify
 
-    model, _ = registry.load_model("ddpm", weights=str(WEIGHTS) if WEIGHTS.is_file() else None)
+    model, _ = registry.load_model("ddpm", weights=str(weights))
     test = load_fashion_mnist(split="test")
     real_x = test.images.float().div(127.5).sub(1)
     real_pred = classify(real_x).argmax(1)
@@ -76,11 +79,17 @@ def classes(per_class: int, sampler: str, steps: int, batch: int, seed: int, gui
         rows.append({"class": k, "name": test.class_names[k],
                      "samples_as_k": round(float((pred == k).float().mean()), 3),
                      "real_test_as_k": round(float((real_pred[mask] == k).float().mean()), 3)})
+        rows[-1]["ratio"] = round(rows[-1]["samples_as_k"] / rows[-1]["real_test_as_k"], 3)
         log(f"{k} {test.class_names[k]:12s} samples {rows[-1]['samples_as_k']:.3f}  "
-            f"real {rows[-1]['real_test_as_k']:.3f}")
+            f"real {rows[-1]['real_test_as_k']:.3f}  ratio {rows[-1]['ratio']:.3f}")
     mean = {key: round(sum(r[key] for r in rows) / 10, 3) for key in ("samples_as_k", "real_test_as_k")}
-    return {"sampler": sampler, "steps": steps, "guidance": guidance, "per_class": per_class, "seconds": round(time.perf_counter() - t0, 1),
-            "threads": torch.get_num_threads(), "classes": rows, "mean": mean}
+    worst = min(rows, key=lambda r: r["ratio"])
+    log(f"mean samples {mean['samples_as_k']:.3f}  real {mean['real_test_as_k']:.3f}; "
+        f"lowest ratio {worst['ratio']:.3f} ({worst['name']})")
+    return {"weights": str(weights), "sampler": sampler, "steps": steps, "guidance": guidance,
+            "per_class": per_class, "seconds": round(time.perf_counter() - t0, 1),
+            "threads": torch.get_num_threads(), "classes": rows, "mean": mean,
+            "lowest_ratio": worst["ratio"]}
 
 
 def timing(out_dir: Path) -> dict:
@@ -107,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("run", type=Path)
     e.add_argument("--out", type=Path, default=WEIGHTS)
     e.add_argument("--force", action="store_true")
+    e.add_argument("--spacing", choices=("leading", "trailing", "linspace"), default=None,
+                   help="the checkpoint's default timestep spacing (default: the run's)")
     c = sub.add_parser("classes")
     c.add_argument("--per-class", type=int, default=100)
     c.add_argument("--sampler", default="ddim")
@@ -114,15 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--batch", type=int, default=100)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--guidance", type=float, default=1.0)
+    c.add_argument("--weights", type=Path, default=WEIGHTS,
+                   help="a DDPM checkpoint (default: the bundled one); a run's model.safetensors works")
     t = sub.add_parser("timing")
     t.add_argument("--out", type=Path, default=ROOT / "runs" / "timing")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.cmd == "export":
-        export(a.run, a.out, a.force)
+        export(a.run, a.out, a.force, a.spacing)
     elif a.cmd == "classes":
-        print(json.dumps(classes(a.per_class, a.sampler, a.steps, a.batch, a.seed, a.guidance)))
+        print(json.dumps(classes(a.per_class, a.sampler, a.steps, a.batch, a.seed, a.guidance, a.weights)))
     else:
         print(json.dumps(timing(a.out)))
     return 0

@@ -23,12 +23,22 @@ import sys
 from pathlib import Path
 
 
-def log_times(run: Path) -> dict[int, float]:
+def log_times(run: Path) -> dict[int, tuple[float, float]]:
+    """step -> (wall seconds since the run's start, active seconds): the active time leaves out the
+    gaps where the run was stopped (an interval between two log lines longer than twice the median
+    interval counts as the median), so a run that was stopped and resumed gets a usable time axis."""
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     if not rows:
         return {}
-    t0 = rows[0]["time"] - rows[0]["step"] / max(rows[0].get("it_s") or 1e-9, 1e-9)
-    return {int(r["step"]): r["time"] - t0 for r in rows}
+    first = rows[0]["step"] / max(rows[0].get("it_s") or 1e-9, 1e-9)
+    t0 = rows[0]["time"] - first
+    gaps = [(b["time"] - a["time"]) / max(1, b["step"] - a["step"]) for a, b in zip(rows, rows[1:])]
+    per_step = sorted(gaps)[len(gaps) // 2] if gaps else 0.0
+    out, active = {int(rows[0]["step"]): (first, first)}, first
+    for (a, b), gap in zip(zip(rows, rows[1:]), gaps):
+        active += min(gap, 2 * per_step) * max(1, b["step"] - a["step"])
+        out[int(b["step"])] = (b["time"] - t0, active)
+    return out
 
 
 def main() -> int:
@@ -39,9 +49,11 @@ def main() -> int:
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--features", default="fmnist")
     ap.add_argument("--reference", default="fashion-mnist:test")
+    ap.add_argument("--only", type=int, nargs="+", default=None, metavar="STEP",
+                    help="evaluate only the kept checkpoints of these steps")
     args = ap.parse_args()
-    print("| run | step | images | epochs | wall h | FD |")
-    print("|---|---|---|---|---|---|")
+    print("| run | step | images | epochs | wall h | active h | FD |")
+    print("|---|---|---|---|---|---|---|")
     for run in args.runs:
         kept = sorted((run / "checkpoints").glob("step-*.safetensors"))
         if not kept:
@@ -55,15 +67,18 @@ def main() -> int:
         times = log_times(run)
         for ckpt in kept:
             step = int(ckpt.stem.split("-")[1])
+            if args.only and step not in args.only:
+                continue
             cmd = ["gencli", "evaluate", "fid", args.reference, "--model", args.sampler, "--model-weights", str(ckpt),
                    "--steps", str(args.steps), "-n", str(args.n), "--features", args.features, "--json"]
             print("# " + " ".join(cmd), file=sys.stderr, flush=True)
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             fd = json.loads(out)
             value = fd.get("fid", fd.get("value")) if isinstance(fd, dict) else fd
-            wall = times.get(step)
-            print(f"| {run.name} | {step} | {step * batch} | {step * batch / 60000:.1f} | "
-                  f"{'-' if wall is None else f'{wall / 3600:.2f}'} | {value:.2f} |", flush=True)
+            wall, active = times.get(step, (None, None))
+            hours = "- | -" if wall is None else f"{wall / 3600:.2f} | {active / 3600:.2f}"
+            print(f"| {run.name} | {step} | {step * batch} | {step * batch / 60000:.1f} | {hours} | {value:.2f} |",
+                  flush=True)
     return 0
 
 
