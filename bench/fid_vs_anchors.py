@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
 SHIM = ("import sys; sys.path.insert(0, {root!r}); from gencli.metrics.testing import import_anchors; "
         "import_anchors(); ")
 
@@ -102,42 +103,20 @@ def rounds(contenders: dict, repeats: int) -> tuple[dict[str, list[float]], dict
 
 
 def inception_macs() -> float:
-    """Multiply-adds of the convolutions of one 299x299 forward of the FID Inception (counted by hooks)."""
+    """Multiply-adds of the convolutions of one 299x299 forward of the FID Inception."""
     import torch
+    from cpu_limits import conv_macs
 
     from gencli.metrics.inception import FIDInceptionV3
 
-    model, total = FIDInceptionV3().eval(), [0]
-
-    def count(mod, inp, out):
-        total[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
-
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Conv2d):
-            mod.register_forward_hook(count)
-    with torch.no_grad():
-        model(torch.zeros(1, 3, 299, 299))
-    return float(total[0])
+    return float(conv_macs(FIDInceptionV3().eval(), torch.zeros(1, 3, 299, 299)))
 
 
 def machine_rates() -> dict[str, float]:
-    """G multiply-adds/s of this CPU in fp32 on torch's default threads: a 2048^3 matmul (MKL on x86
-    builds) and the same product as a 1x1 convolution (oneDNN, the library the convolutions use)."""
-    import torch
+    """G multiply-adds/s of this CPU in fp32 (:mod:`cpu_limits`): as a matmul and as a 1x1 convolution."""
+    from cpu_limits import conv1x1_gflops, matmul_gflops
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    x, w = a.view(1, 2048, 1, 2048).permute(0, 3, 1, 2), b.view(2048, 2048, 1, 1)  # NHWC: 2048 pixels
-
-    def rate(fn) -> float:
-        fn()
-        best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return 2048 ** 3 / best / 1e9
-
-    return {"matmul": rate(lambda: a @ b), "conv": rate(lambda: torch.nn.functional.conv2d(x, w))}
+    return {"matmul": matmul_gflops() / 2, "conv": conv1x1_gflops() / 2}
 
 
 def report(times: dict[str, list[float]], values: dict[str, float], ours: str, anchors: list[str],

@@ -38,6 +38,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_limits import conv_macs, matmul_gflops  # noqa: E402
+
 
 class OfficialResnetBlock(nn.Module):
     def __init__(self, dim: int):
@@ -79,34 +82,6 @@ def official_init(net: nn.Module, seed: int) -> None:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
                 m.bias.zero_()
-
-
-def conv_macs(net: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of the convolutions in one forward of ``x``."""
-    total = 0
-
-    def hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, nn.ConvTranspose2d):
-            total += inp[0].numel() * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += out.numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    with torch.inference_mode():
-        net(x)
-    for h in handles:
-        h.remove()
-    return total
-
-
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    t = time.perf_counter()
-    for _ in range(reps):
-        torch.mm(a, b)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def test_images(n: int, size: int, seed: int) -> list[torch.Tensor]:
