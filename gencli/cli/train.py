@@ -48,6 +48,10 @@ def train(
     log_every: Annotated[Optional[int], typer.Option(
         "--log-every", help="Log (log.jsonl) every N steps [default: 50].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Start a new run from these weights instead of random ones (fine-tuning): a checkpoint "
+        "name of MODEL, a file, a run folder or a hub reference. Its network is kept; --config changes "
+        "the rest (optimizer, loss).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", "-f", help="Start over: delete the run files (state, model, log, samples) in --out.")] = False,
     config: Annotated[Optional[str], typer.Option(
@@ -100,7 +104,7 @@ def train(
         raise UsageError(f"--out {shown} is a file; give a folder for the run")
     lock = runs.locked(run, shown) if rank == 0 else contextlib.nullcontext()
     with lock:  # one writer per run folder (released on exit, crash or kill)
-        runs.check_run_folder(run, shown, resume=resume, force=force)
+        runs.check_run_folder(run, shown, resume=resume, force=force, init=bool(init))
         dev = distributed.device_for(common.device_of(device))
         if force and rank == 0:
             runs.clean_run(run)
@@ -118,7 +122,7 @@ def train(
                  "sample_every": sample_every, "sample_n": sample_n, "keep_every": keep_every}
         prepared = runs.prepare(spec, run, steps=steps, data=data, options=options, split=split, image_size=image_size,
                                 channels=channels, unconditional=unconditional, config=overrides,
-                                lr=lr, train=given, resume=resume, device=dev, reporter=_reporter(chatty, model),
+                                lr=lr, train=given, resume=resume, init=init, device=dev, reporter=_reporter(chatty, model),
                                 write_samples=write_samples, warn=common.note)
         trainer, net, meta = prepared.trainer, prepared.model, prepared.metadata
         state["nrow"] = net.num_classes or None
@@ -127,6 +131,8 @@ def train(
             common.info(f"resuming {shown} at step {trainer.step} of {steps}")
         elif chatty:
             classes = f", {net.num_classes} classes" if net.num_classes else ""
+            if init:
+                common.info(f"starting from {meta['init']}")
             common.info(f"training {model} on {meta['dataset']} ({len(prepared.dataset)} images, {meta['image_size']}px, "
                         f"{meta['channels']} channel(s){classes}) for {steps} steps on {dev} -> {shown}")
         try:

@@ -114,11 +114,13 @@ def locked(run: Path, shown: str) -> Iterator[None]:
         os.close(fd)
 
 
-def check_run_folder(run: Path, shown: str, *, resume: bool, force: bool) -> None:
+def check_run_folder(run: Path, shown: str, *, resume: bool, force: bool, init: bool = False) -> None:
     """Refuse (usage errors) what would lose or mix up a run: a file as --out, a run without
     --resume/--force, --resume of nothing, leftovers of an earlier run."""
     if resume and force:
         raise UsageError("--resume continues a run and --force starts it over: pass only one")
+    if resume and init:
+        raise UsageError("--resume continues a run and --init starts one from weights: pass only one")
     if run.exists() and not run.is_dir():
         raise UsageError(f"--out {shown} is a file; give a folder for the run")
     has_state = (run / STATE_FILE).exists()
@@ -139,11 +141,12 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
             split: str = "train", image_size: int | None = None, channels: int | None = None,
             unconditional: bool = False, config: dict[str, Any] | None = None, lr: float | None = None,
             train: dict[str, Any] | None = None, resume: bool = False, device: Any = "cpu",
-            reporter: Any = None, write_samples: Any = None, warn: Any = None) -> Prepared:
+            reporter: Any = None, write_samples: Any = None, warn: Any = None, init: str | None = None) -> Prepared:
     """Everything up to the first step of a (new or resumed) run of ``spec`` in ``run``.
 
     ``options``: the family's train options (its spec's schema), ``train``: TrainConfig fields
     given by the user (None = default, or the resumed run's). ``warn(text)`` receives notes.
+    ``init``: start a new run from these weights (see :func:`read_init`) instead of random ones.
     """
     import torch
 
@@ -157,6 +160,7 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
     options = {k: v for k, v in (options or {}).items() if v is not None}
     train = {k: v for k, v in (train or {}).items() if v is not None}
     saved_train: dict[str, Any] = {}
+    start = read_init(spec, init) if init else None
     if resume:
         changed = [o for o, v in (("--config", config), ("--lr", lr), ("--image-size", image_size),
                                   ("--channels", channels)) if v] + (["--unconditional"] if unconditional else [])
@@ -181,6 +185,8 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
         ds = cls.training_data(data, split=split, channels=int(cfg["channels"]), size=int(cfg["image_size"]),
                                config=cfg, **options)
     else:
+        if start is not None:
+            channels, image_size = _init_shape(start, channels, image_size)
         ds = cls.training_data(data, split=split, channels=channels, size=image_size, **options)
         size = ds.image_size
         if not isinstance(size, int):
@@ -189,7 +195,9 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
         num_classes = None if unconditional else (int(getattr(ds, "num_classes", 0) or 0) or None)
         overrides = {**dict(getattr(ds, "config_overrides", None) or {}), **(config or {})}
         try:
-            cfg = cls.config_for_data(size, int(ds.channels), num_classes, overrides)
+            cfg = cls.config_for_data(size, int(ds.channels), num_classes, None if start else overrides)
+            if start is not None:
+                cfg = _init_config(start, cfg, overrides)
             if lr is not None:
                 cfg["optimizer"] = dict(cfg.get("optimizer") or {}, lr=lr)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -199,6 +207,8 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
                 "class_names": list(getattr(ds, "class_names", []) or []) if num_classes else []}
         if data:
             meta["data"] = data
+        if start is not None:
+            meta["init"] = start.source
         if options:
             meta["train_options"] = options
 
@@ -222,9 +232,77 @@ def prepare(spec: Any, run: Path, *, steps: int, data: str | None = None, option
         net = cls.from_config(cfg)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"--config does not give a valid {spec.name} config ({type(e).__name__}: {e})") from None
+    if start is not None:
+        _load_init(net, start, warn)
     previews = pick("sample_n") != 0
     trainer = Trainer(net, ds, run, tcfg, device=device, reporter=reporter, metadata=meta,
                       write_samples=write_samples if previews else None)
     if resume:
         trainer.load()
     return Prepared(trainer, net, ds, meta, resume)
+
+
+@dataclass
+class Init:
+    """The weights a new run starts from (``--init``)."""
+    config: dict[str, Any]
+    tensors: dict[str, Any]
+    source: str
+
+
+def read_init(spec: Any, ref: str) -> Init:
+    """``ref``: a checkpoint name of ``spec`` (``fashion-mnist``), or any weights reference (a
+    file, a run folder, ``org/repo``), resolved as `gencli sample --weights` does."""
+    from gencli import registry
+
+    named = not os.path.exists(ref) and ref in {c.name for c in spec.checkpoints}
+    path, fmt = registry.resolve_checkpoint(spec, ref if named else None, None if named else ref)
+    config, tensors, _ = registry.read_weights(path, fmt, spec.family)
+    return Init(dict(config), dict(tensors), f"{spec.name} {ref}" if named else str(path))
+
+
+def _init_shape(start: Init, channels: int | None, image_size: int | None) -> tuple[int, int]:
+    """The data shape of a run from ``start``: its network's, which --channels/--image-size may only repeat."""
+    have = {"--channels": int(start.config["channels"]), "--image-size": int(start.config["image_size"])}
+    for option, given in (("--channels", channels), ("--image-size", image_size)):
+        if given is not None and given != have[option]:
+            raise UsageError(f"{option} {given} disagrees with --init {start.source}, whose network takes "
+                             f"{have[option]}; drop {option}")
+    return have["--channels"], have["--image-size"]
+
+
+def _init_config(start: Init, default: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The config of a run from ``start``: its own (the network), with what it does not ship (None,
+    e.g. a GAN's discriminator) from the family's default for the data, then ``--config``."""
+    from gencli.models.configs import merge
+
+    num_classes = default.get("num_classes") or None  # the classes the family would train on
+    theirs = start.config.get("num_classes") or None
+    if theirs != num_classes:
+        have = f"{num_classes} classes" if num_classes else "no labels"
+        want = f"conditional on {theirs} classes" if theirs else "unconditional"
+        fix = "; pass --unconditional" if num_classes and not theirs else ""
+        raise UsageError(f"--init {start.source} is {want}, the data has {have}{fix}")
+    base = {**default, **{k: v for k, v in start.config.items() if v is not None}}
+    return merge(base, overrides)
+
+
+def _load_init(net: Any, start: Init, warn: Any) -> None:
+    """Copy ``start``'s tensors into ``net`` (before the trainer copies it into the EMA); what the
+    checkpoint does not ship (a GAN's discriminator) keeps its fresh initialisation."""
+    import torch
+
+    try:
+        missing, unexpected = net.load_state_dict(
+            {k: torch.as_tensor(v) for k, v in start.tensors.items()}, strict=False)
+    except RuntimeError as e:
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+        raise UsageError(f"--init {start.source} does not fit the run's network ({first.strip()}); "
+                         f"--config may not change its architecture") from None
+    if unexpected:
+        raise UsageError(f"--init {start.source} holds tensors the run's network lacks (e.g. {unexpected[0]}); "
+                         f"--config may not change its architecture")
+    if missing:
+        fresh = sorted({k.split(".")[0] for k in missing})
+        warn(f"note: --init {start.source} ships no weights for {', '.join(fresh)}; "
+             f"{'they start' if len(fresh) > 1 else 'it starts'} from a fresh initialisation")

@@ -151,3 +151,55 @@ def test_keep_every_keeps_the_model_of_those_steps_and_force_removes_them(capsys
     r = train(capsysbinary, "runs/kept", 2, "--force")
     assert r.code == 0, r.err
     assert not (run / "checkpoints").exists()
+
+
+def test_init_starts_a_new_run_from_weights(capsysbinary, tmp_path):
+    """--init: the run's network and EMA start as the given checkpoint's (its config kept, --config
+    changing the rest), it is a new run (step 0, its own schedule), and what does not fit is refused."""
+    import torch
+
+    from gencli import registry
+    from gencli.checkpoints import load_checkpoint, read_metadata
+    from gencli.training import run as runs
+
+    assert train(capsysbinary, "a", 3).code == 0
+    shipped = load_checkpoint(tmp_path / "a" / "model.safetensors").tensors
+    prepared = runs.prepare(registry.get_family("ddpm"), tmp_path / "b", steps=2, data="synthetic:24",
+                            init="a", config={"optimizer": {"lr": 5e-4}}, train={"batch_size": 8})
+    net, ema = prepared.model.state_dict(), prepared.trainer.ema.shadow.state_dict()
+    assert set(net) == set(shipped) and prepared.trainer.step == 0
+    for k, v in shipped.items():
+        assert torch.equal(net[k], v.to(net[k].dtype)), k
+        assert torch.equal(ema[k.removeprefix("unet.")], v.to(net[k].dtype)), k
+    cfg = prepared.model.config
+    assert cfg["unet"] == read_metadata(tmp_path / "a" / "model.safetensors")["config"]["unet"]
+    assert cfg["optimizer"]["lr"] == 5e-4 and cfg["optimizer"]["betas"] == [0.9, 0.999]
+    assert prepared.metadata["init"] == "a"  # where the weights were read
+
+    r = cli(capsysbinary, "train", "ddpm", "--out", "b", "--steps", "2", "--init", "a", "--data", "synthetic:24",
+            "--batch-size", "8", "--sample-n", "0")
+    assert r.code == 0, r.err
+    assert read_metadata(tmp_path / "b" / "model.safetensors")["step"] == 2
+
+    base = ["train", "ddpm", "--out", "c", "--steps", "1", "--data", "synthetic:24", "--init", "a"]
+    cli(capsysbinary, *base, "--image-size", "16").assert_error(2, "--image-size 16 disagrees with --init")
+    cli(capsysbinary, *base, "--unconditional").assert_error(
+        2, "is conditional on 2 classes, the data has no labels")
+    cli(capsysbinary, *base, "--config", '{"unet": {"block_out_channels": [8, 8]}}').assert_error(
+        2, "does not fit the run's network")
+    cli(capsysbinary, *base, "--resume").assert_error(2, "pass only one")
+    cli(capsysbinary, *base[:-1], "nowhere.safetensors").assert_error(1, "cannot resolve weights 'nowhere.safetensors'")
+    assert not Path("c").exists()
+
+
+def test_init_from_a_generator_only_checkpoint_trains_a_fresh_discriminator(capsysbinary):
+    from gencli.checkpoints import read_metadata
+
+    tiny = json.dumps({"generator": {"width": 8, "init": "default"}, "discriminator": {"width": 4}, "z_dim": 8})
+    base = ["train", "dcgan", "--data", "synthetic:16", "--image-size", "28", "--steps", "1", "--batch-size", "8",
+            "--sample-n", "0", "--config", tiny]
+    assert cli(capsysbinary, *base, "--out", "g").code == 0
+    r = cli(capsysbinary, *base, "--out", "g2", "--init", "g", "--steps", "2")
+    assert r.code == 0, r.err
+    assert "ships no weights for D; it starts from a fresh initialisation" in r.err
+    assert read_metadata(Path("g2") / "model.safetensors")["step"] == 2
