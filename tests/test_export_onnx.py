@@ -75,7 +75,7 @@ def test_unet_metadata_rebuilds_the_schedule(unet_onnx):
 
     model, path, _ = unet_onnx
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert meta["gencli_family"] == "ddpm" and meta["prediction_type"] == "epsilon"
+    assert meta["gencli_family"] == "ddpm" and meta["prediction_type"] == model.schedule.prediction_type
     assert meta["null_class"] == "2" and meta["num_classes"] == "2"
     assert NoiseSchedule.from_config(json.loads(meta["scheduler"])).to_config() == model.schedule.to_config()
 

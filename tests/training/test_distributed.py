@@ -44,7 +44,9 @@ def test_two_ranks_equal_one_process_and_resume_exactly(tmp_path):
     _gencli(tmp_path, "train", "ddpm", "--steps", "4", "--out", "resumed", "--resume", "--nproc", "2", "-q")
     one, two, resumed = (_weights(tmp_path / d) for d in ("one", "two", "resumed"))
     assert one.keys() == two.keys()
-    assert _relative(one, two) < 1e-5  # the same global batches, noise and mean gradient
+    # the same global batches, noise and mean gradient: only the fp32 summation order differs
+    # (1.1e-5 measured with the default loss, Min-SNR-weighted v-prediction)
+    assert _relative(one, two) < 3e-5
     assert all(torch.equal(two[k], resumed[k]) for k in two)  # 2 + resume to 4 == 4, bit for bit
     log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]  # rank 0 alone writes the log

@@ -37,10 +37,12 @@ DEFAULT_TRAIN_CONFIG: dict[str, Any] = {
         "dropout": 0.0,
     },
     "scheduler": {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4,
-                  "beta_end": 0.02, "prediction_type": "epsilon", "variance_type": "fixed_small",
+                  "beta_end": 0.02, "prediction_type": "v_prediction", "variance_type": "fixed_small",
                   "clip_sample": True},
     "cond_drop_prob": 0.1,
-    "min_snr_gamma": None,  # Min-SNR-gamma loss weighting (Hang et al. 2023 use 5); None: plain MSE
+    # Min-SNR-gamma loss weighting (Hang et al. 2023 use 5); None: plain MSE. With v-prediction it
+    # won the convergence comparison of issue 14 (weights/README.md, "Convergence variants").
+    "min_snr_gamma": 5.0,
     "optimizer": {"lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "warmup_steps": 200},
     "sampling": {"sampler": "ddpm", "steps": 1000, "guidance": 1.0, "spacing": "leading", "eta": 0.0},
 }

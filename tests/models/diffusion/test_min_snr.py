@@ -31,7 +31,8 @@ def test_ddpm_training_loss_uses_the_weights():
     spec = registry.get_family("ddpm")
     cls = spec.load_class()
     torch.manual_seed(0)
-    model = cls.from_config(cls.config_for_data(8, 1, None, {**spec.tiny_config, "min_snr_gamma": 5.0}))
+    model = cls.from_config(cls.config_for_data(8, 1, None, {**spec.tiny_config, "min_snr_gamma": 5.0,
+                                                           "scheduler": {"prediction_type": "epsilon"}}))
     ctx = toy._Ctx(model.configure_optimizers())
     draws = {}
 
