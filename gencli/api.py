@@ -35,8 +35,7 @@ def load(model: str, weights: str | None = None, device: Any = "cpu", precision:
     spec = registry.get_family(model)
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if weights is not None and checkpoint is None and not os.path.exists(weights) \
-            and weights in {c.name for c in spec.checkpoints}:
+    if weights is not None and checkpoint is None and registry.names_checkpoint(spec, weights):
         checkpoint, weights = weights, None
     if checkpoint and weights:
         raise UsageError(f"give either a checkpoint name ({checkpoint}) or --weights, not both")

@@ -16,6 +16,7 @@ The commands ask this module for specs and models; they never name a family them
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,12 @@ def checkpoint_family(name: str) -> str:
 
 
 # --- resolving and loading -------------------------------------------------------------------
+def names_checkpoint(spec: FamilySpec, ref: str) -> bool:
+    """Whether a weights reference ``ref`` is one of ``spec``'s checkpoint names (a file or
+    folder of that name on disk wins)."""
+    return not os.path.exists(ref) and ref in {c.name for c in spec.checkpoints}
+
+
 def resolve_checkpoint(spec: FamilySpec, name: str | None = None, weights: str | None = None,
                        *, allow_download: bool = True) -> tuple[Path, str]:
     """(local path, format) for ``--weights`` or a named checkpoint (default when both None)."""

@@ -130,9 +130,9 @@ def train(
         if chatty and resume:
             common.info(f"resuming {shown} at step {trainer.step} of {steps}")
         elif chatty:
-            classes = f", {net.num_classes} classes" if net.num_classes else ""
             if init:
                 common.info(f"starting from {meta['init']}")
+            classes = f", {net.num_classes} classes" if net.num_classes else ""
             common.info(f"training {model} on {meta['dataset']} ({len(prepared.dataset)} images, {meta['image_size']}px, "
                         f"{meta['channels']} channel(s){classes}) for {steps} steps on {dev} -> {shown}")
         try:

@@ -255,7 +255,7 @@ def read_init(spec: Any, ref: str) -> Init:
     file, a run folder, ``org/repo``), resolved as `gencli sample --weights` does."""
     from gencli import registry
 
-    named = not os.path.exists(ref) and ref in {c.name for c in spec.checkpoints}
+    named = registry.names_checkpoint(spec, ref)
     path, fmt = registry.resolve_checkpoint(spec, ref if named else None, None if named else ref)
     config, tensors, _ = registry.read_weights(path, fmt, spec.family)
     return Init(dict(config), dict(tensors), f"{spec.name} {ref}" if named else str(path))
@@ -290,11 +290,8 @@ def _init_config(start: Init, default: dict[str, Any], overrides: dict[str, Any]
 def _load_init(net: Any, start: Init, warn: Any) -> None:
     """Copy ``start``'s tensors into ``net`` (before the trainer copies it into the EMA); what the
     checkpoint does not ship (a GAN's discriminator) keeps its fresh initialisation."""
-    import torch
-
     try:
-        missing, unexpected = net.load_state_dict(
-            {k: torch.as_tensor(v) for k, v in start.tensors.items()}, strict=False)
+        missing, unexpected = net.load_state_dict(start.tensors, strict=False)
     except RuntimeError as e:
         first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
         raise UsageError(f"--init {start.source} does not fit the run's network ({first.strip()}); "
