@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.kernels import triton_ops
+from gencli.kernels import native, triton_ops
 from gencli.kernels.group_norm import group_norm_nhwc
 from gencli.kernels.narrow_conv import conv_few_outputs, grouped_weight, input_width
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
@@ -49,6 +49,15 @@ def _autocast_on(device_type: str) -> bool:
         return torch.is_autocast_enabled(device_type)
     except TypeError:  # torch < 2.4
         return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast computes matmuls and convolutions in on ``device_type``; None when off."""
+    if not _autocast_on(device_type):
+        return None
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype(device_type)
+    return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
 
 
 class FastState:
@@ -99,6 +108,21 @@ class FastState:
         self.cache[name] = (key, value)
         return value
 
+    def cached_compute(self, name: Any, sources: tuple[torch.Tensor, ...], build):
+        """:meth:`cached` for weights fed to matmuls and convolutions: under CPU autocast the
+        floating tensors of ``build()`` are kept in autocast's dtype, so that autocast does not
+        cast them again on every call (its own cast cache only holds parameters, not derived
+        tensors such as these)."""
+        dtype = _autocast_dtype("cpu") if sources and sources[0].device.type == "cpu" else None
+        if dtype is None:
+            return self.cached(name, sources, build)
+
+        def cast(v):
+            if isinstance(v, tuple):
+                return tuple(cast(t) for t in v)
+            return v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+        return self.cached((name, dtype), sources, lambda: cast(build()))
+
     def use_winograd(self, conv: nn.Conv2d, x: torch.Tensor, shape: tuple[int, ...] | None = None,
                      padded: bool = False) -> bool:
         """Whether ``conv`` on ``x`` (or on a tensor like ``x`` of ``shape``) goes through Winograd;
@@ -119,16 +143,18 @@ class FastState:
     # -- weights ---------------------------------------------------------------------------
     def conv_weight(self, conv: nn.Conv2d) -> torch.Tensor:
         w = conv.weight
-        if not self.channels_last or w.is_contiguous(memory_format=torch.channels_last):
+        if (not self.channels_last or w.is_contiguous(memory_format=torch.channels_last)) and (
+                w.device.type != "cpu" or _autocast_dtype("cpu") is None):
             return w
-        return self.cached(("cl", id(conv)), (w,), lambda: w.detach().contiguous(memory_format=torch.channels_last))
+        return self.cached_compute(("cl", id(conv)), (w,), lambda: w.detach().contiguous(
+            memory_format=torch.channels_last if self.channels_last else torch.contiguous_format))
 
     def upsample_weight(self, conv: nn.Conv2d) -> torch.Tensor:
         """``conv``'s weight as the transposed-convolution kernel of nearest x2 + ``conv``."""
         def build():
             wt = upsample2x_conv3x3_weight(conv.weight)
             return wt.contiguous(memory_format=torch.channels_last) if self.channels_last else wt.contiguous()
-        return self.cached(("up", id(conv)), (conv.weight,), build)
+        return self.cached_compute(("up", id(conv)), (conv.weight,), build)
 
     def winograd_filters(self, conv: nn.Conv2d) -> WinogradFilters:
         return self.cached(("wino", id(conv)), (conv.weight,), lambda: winograd_filters(conv.weight))
@@ -266,19 +292,41 @@ def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool =
     return y.relu_() if relu else y
 
 
+def _native_norm(x: torch.Tensor) -> bool:
+    """Whether GroupNorm on ``x`` runs as gencli's C kernel (:mod:`gencli.kernels.native`): NHWC
+    fp32/bf16 activations on the CPU, with the kernels built."""
+    return native.supports(x)
+
+
 def fuses_silu(x: torch.Tensor) -> bool:
-    """Whether :func:`group_norm_fast` applies a following SiLU itself here (CUDA with Triton:
-    one kernel; or Triton's interpreter when asked); on the CPU the SiLU is left to
-    :func:`conv_fast`, which folds it into Winograd."""
-    return triton_ops.enabled(x)
+    """Whether :func:`group_norm_fast` applies a following SiLU (and a per-sample bias before the
+    norm) itself here: CUDA with Triton (or Triton's interpreter when asked), or the CPU's C
+    kernel; elsewhere the SiLU is left to :func:`conv_fast`, which folds it into Winograd."""
+    return triton_ops.enabled(x) or _native_norm(x)
 
 
-def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool = False) -> torch.Tensor:
-    """``norm(x)`` (``silu(norm(x))`` with ``silu``): on CUDA with Triton one fused NHWC kernel
-    (:func:`gencli.kernels.triton_ops.group_norm_silu_nhwc`); :func:`group_norm_nhwc` for fp32
-    NHWC activations on the CPU; else ``norm``."""
-    if fuses_silu(x):
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the next layer computes in: autocast's on the CPU when it is on, else x's."""
+    dtype = _autocast_dtype(x.device.type)
+    return dtype if dtype in (torch.bfloat16, torch.float32) else x.dtype
+
+
+def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool = False,
+                    sample_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``norm(x + sample_bias[:, :, None, None])`` (then SiLU with ``silu``): on CUDA with Triton
+    one fused NHWC kernel (:func:`gencli.kernels.triton_ops.group_norm_silu_nhwc`); on NHWC CPU
+    activations gencli's C kernel (:func:`gencli.kernels.native.group_norm_nhwc`, whose output is
+    in the dtype autocast computes the next layer in: one pass instead of autocast's casts to
+    fp32 and back), or without it :func:`group_norm_nhwc` for fp32; else ``norm``."""
+    if triton_ops.enabled(x):
+        if sample_bias is not None:
+            x = x + sample_bias[:, :, None, None]
         return triton_ops.group_norm_silu_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
+    if _native_norm(x):
+        return native.group_norm_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu,
+                                      sample_bias=sample_bias, out_dtype=_compute_dtype(x))
+    if sample_bias is not None:
+        x = x + sample_bias[:, :, None, None]
     if silu:
         return F.silu(group_norm_fast(norm, x), inplace=True)
     if (x.device.type != "cpu" or x.dtype != torch.float32 or x.is_contiguous()

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gencli.kernels import native
 from gencli.kernels.fast_path import FastState, conv_fast, group_norm_fast
 from gencli.models.layers import Upsample2D
 
@@ -68,12 +69,15 @@ def test_group_norm_fast_matches_group_norm_on_nhwc(shape, groups, affine):
     torch.testing.assert_close(got.double(), want, rtol=0, atol=2e-5)
 
 
-def test_group_norm_fast_leaves_other_layouts_to_torch():
+def test_group_norm_fast_leaves_other_layouts_to_torch(monkeypatch):
     norm = torch.nn.GroupNorm(8, 32)
     x = torch.randn(2, 32, 28, 28)  # NCHW
+    small = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         assert torch.equal(group_norm_fast(norm, x), norm(x))
-        small = torch.randn(1, 32, 4, 4).contiguous(memory_format=torch.channels_last)
+        # NHWC goes to the C kernel where it is built, else small tensors to torch's
+        torch.testing.assert_close(group_norm_fast(norm, small), norm(small), atol=2e-5, rtol=0)
+        monkeypatch.setattr(native, "supports", lambda *a, **k: False)
         assert torch.equal(group_norm_fast(norm, small), norm(small))
 
 
@@ -91,11 +95,23 @@ def test_upsample_as_transposed_convolution_matches_nearest_then_conv(size, chan
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_group_norm_fast_leaves_bf16_to_torch():
+def test_group_norm_fast_on_bf16(monkeypatch):
     norm = torch.nn.GroupNorm(8, 32)
+    nb = torch.nn.GroupNorm(8, 32).bfloat16()
     x = torch.randn(2, 32, 28, 28).contiguous(memory_format=torch.channels_last)
+    t = torch.randn(2, 32)
     with torch.inference_mode():
-        assert torch.equal(group_norm_fast(norm.bfloat16(), x.bfloat16()), norm(x.bfloat16()))
+        want = nb(x.bfloat16() + t.bfloat16()[:, :, None, None])  # torch: bf16 in and out
+        if native.available():  # the C kernel: fp32 arithmetic, one rounding of the output
+            got = group_norm_fast(norm, x.bfloat16(), sample_bias=t.bfloat16())
+            assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(got.float(), want.float(), atol=0.05, rtol=0.02)
+            with torch.autocast("cpu", torch.bfloat16):  # autocast: fp32 in, bf16 out (what the next conv takes)
+                got = group_norm_fast(norm, x, silu=True)
+            assert got.dtype == torch.bfloat16
+            torch.testing.assert_close(got.float(), F.silu(norm(x)), atol=0.02, rtol=0.01)
+        monkeypatch.setattr(native, "supports", lambda *a, **k: False)
+        assert torch.equal(group_norm_fast(nb, x.bfloat16(), sample_bias=t.bfloat16()), want)
 
 
 def test_conv_fast_one_by_one_as_matmul_and_channels_last_outputs():

@@ -216,7 +216,7 @@ class UNet2DModel(FastInference, nn.Module):
 
         params = tuple(p for r in resnets for p in (r.time_emb_proj.weight, r.time_emb_proj.bias, r.conv1.bias)
                        if p is not None)
-        weight, bias_all = state.cached(("temb", id(self)), params, lambda: (
+        weight, bias_all = state.cached_compute(("temb", id(self)), params, lambda: (
             torch.cat([r.time_emb_proj.weight for r in resnets]).detach(),
             torch.cat([bias(r) for r in resnets]).detach()))
         sizes = [r.time_emb_proj.out_features for r in resnets]

@@ -46,7 +46,7 @@ class Attention(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         tokens = hgt * wid
         h = group_norm_fast(self.group_norm, x).permute(0, 2, 3, 1).reshape(b * tokens, c)  # a view when NHWC
-        w_qkv, b_qkv = state.cached(("qkv", id(self)), (self.to_q.weight, self.to_k.weight, self.to_v.weight,
+        w_qkv, b_qkv = state.cached_compute(("qkv", id(self)), (self.to_q.weight, self.to_k.weight, self.to_v.weight,
                                                         self.to_q.bias, self.to_k.bias, self.to_v.bias),
                                     lambda: (torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]).detach(),
                                              torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias]).detach()))

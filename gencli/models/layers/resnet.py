@@ -49,16 +49,18 @@ class ResnetBlock2D(nn.Module):
         if t is None:
             t = self.time_emb_proj(temb_act)
         skip = x if self.conv_shortcut is None else conv_fast(state, self.conv_shortcut, x)
-        fuse = fuses_silu(x)  # the norm applies the SiLU (CUDA + Triton), or conv_fast does (CPU)
+        # the norm applies the SiLU and the time projection (CUDA + Triton, or the CPU's C kernel),
+        # else conv_fast folds them into the convolutions
+        fuse = fuses_silu(x)
+        h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse,
+                      sample_bias=None if self.scale_shift or fuse else t, add_bias=not folded)
         if self.scale_shift:
-            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse)
             scale, shift = t[:, :, None, None].chunk(2, dim=1)
-            h = group_norm_fast(self.norm2, h) * (1 + scale) + shift
+            out = conv_fast(state, self.conv2, group_norm_fast(self.norm2, h) * (1 + scale) + shift, silu=True,
+                            residual=skip)
         else:
-            h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse, sample_bias=t,
-                          add_bias=not folded)
-            h = group_norm_fast(self.norm2, h)
-        out = conv_fast(state, self.conv2, h, silu=True, residual=skip)
+            h = group_norm_fast(self.norm2, h, silu=fuse, sample_bias=t if fuse else None)
+            out = conv_fast(state, self.conv2, h, silu=not fuse, residual=skip)
         if self.output_scale_factor != 1.0:
             out /= self.output_scale_factor
         return out

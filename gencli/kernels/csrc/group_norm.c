@@ -1,0 +1,164 @@
+/* GroupNorm (+ per-sample bias before it, + SiLU after it) on NHWC activations, fp32 or bf16 in
+ * and out, in one call: the CPU kernel of gencli.kernels.native (compiled on the user's machine
+ * with -O3 -march=native; OpenMP for threads, from the libgomp torch has loaded).
+ *
+ *   y[n, p, c] = act(((x[n, p, c] + t[n, c]) - mean[n, g]) * rstd[n, g] * gamma[c] + beta[c])
+ *
+ * with g = c / (C / G) and mean/var over the (p, c) of the group, as torch's GroupNorm computes
+ * them (biased variance, eps inside the square root). The exact two-pass formula: the mean, then
+ * the squared deviations from it (no E[x^2] - E[x]^2 cancellation). Work is cut into units of
+ * (sample, block of whole groups) so that one unit's data (a sample's pixels x the block's
+ * channels) stays in the core's cache over the three passes; units are shared among threads.
+ */
+#include <math.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const void *x;
+    void *y;
+    const float *gamma, *beta, *t; /* gamma, beta (C) or NULL; t (N, C) or NULL */
+    long n, hw, c, groups, blocks;
+    float eps;
+    int x_bf16, y_bf16, silu;
+} gn_job;
+
+/* exp(x) to ~2e-7 relative on [-87, 88], branch-free so that loops vectorise: 2^k e^r, |r| <= ln2/2 */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest (1.5 * 2^23) */
+    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f
+                + r * (0.0083333338f + r * 0.0013888889f)))));
+    union { uint32_t u; float f; } s;
+    s.u = (uint32_t)((int32_t)k + 127) << 23;
+    return p * s.f;
+}
+
+/* o[i] = o[i] / den[i] to ~1 ulp: a hardware reciprocal estimate and one Newton step (vdivps
+   would be the loop's bottleneck: ~10 cycles per 16 lanes) */
+static inline void divide_row(float *restrict o, const float *restrict den, long cb) {
+    long i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= cb; i += 16) {
+        __m512 dv = _mm512_loadu_ps(den + i), r = _mm512_rcp14_ps(dv);
+        r = _mm512_mul_ps(r, _mm512_fnmadd_ps(dv, r, _mm512_set1_ps(2.0f)));
+        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), r));
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    for (; i + 8 <= cb; i += 8) {
+        __m256 dv = _mm256_loadu_ps(den + i), r = _mm256_rcp_ps(dv);
+        r = _mm256_mul_ps(r, _mm256_fnmadd_ps(dv, r, _mm256_set1_ps(2.0f)));
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), r));
+    }
+#endif
+    for (; i < cb; i++) o[i] = o[i] / den[i];
+}
+
+/* the row's cb values as fp32: the row itself (fp32) or converted into buf (bf16) */
+static inline const float *load_row(const gn_job *j, long offset, long cb, float *restrict buf) {
+    if (!j->x_bf16) return (const float *)j->x + offset;
+    const uint16_t *restrict src = (const uint16_t *)j->x + offset;
+    uint32_t *restrict dst = (uint32_t *)buf;
+    for (long i = 0; i < cb; i++) dst[i] = (uint32_t)src[i] << 16;
+    return buf;
+}
+
+static inline void store_row(const gn_job *j, long offset, long cb, const float *restrict v) {
+    if (!j->y_bf16) {
+        memcpy((float *)j->y + offset, v, cb * sizeof(float));
+        return;
+    }
+    const uint32_t *restrict u = (const uint32_t *)v;
+    uint16_t *restrict dst = (uint16_t *)j->y + offset;
+    for (long i = 0; i < cb; i++) {
+        uint32_t r = (u[i] + 0x7fffu + ((u[i] >> 16) & 1u)) >> 16; /* round to nearest even */
+        dst[i] = (uint16_t)(((u[i] & 0x7fffffffu) > 0x7f800000u) ? ((u[i] >> 16) | 0x40u) : r); /* NaN stays NaN */
+    }
+}
+
+/* one unit: sample n, channels [c0, c0 + cb); scratch: SCRATCH * cb floats */
+#define SCRATCH 12 /* 8 rows of floats, 2 of doubles */
+#define CHUNK 256
+static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
+    const long cb = j->c / j->blocks, d = j->c / j->groups, n = unit / j->blocks;
+    const long c0 = (unit % j->blocks) * cb, base = n * j->hw * j->c + c0;
+    float *restrict m = scratch, *restrict a = scratch + cb, *restrict b = scratch + 2 * cb;
+    float *restrict k = scratch + 3 * cb, *restrict acc = scratch + 4 * cb, *restrict acc2 = scratch + 5 * cb;
+    float *restrict buf = scratch + 6 * cb, *restrict o = scratch + 7 * cb;
+    const float *t = j->t ? j->t + n * j->c + c0 : NULL;
+    const double count = (double)j->hw * (double)d;
+    /* one pass: sums of d = x - k and of d^2 with k = the channel's first value (the shift keeps
+       the d^2 sum free of cancellation); the group's mean and squared deviations from the
+       channels' by the parallel-variance formula, in double */
+    double *restrict s1 = (double *)(scratch + 8 * cb), *restrict s2 = s1 + cb;
+    const float *restrict first = load_row(j, base, cb, buf);
+    for (long i = 0; i < cb; i++) { k[i] = first[i]; s1[i] = 0.0; s2[i] = 0.0; }
+    for (long p0 = 0; p0 < j->hw; p0 += CHUNK) { /* fp32 sums over CHUNK pixels, then into double */
+        const long p1 = p0 + CHUNK < j->hw ? p0 + CHUNK : j->hw;
+        for (long i = 0; i < cb; i++) { acc[i] = 0.0f; acc2[i] = 0.0f; }
+        for (long p = p0; p < p1; p++) {
+            const float *restrict v = load_row(j, base + p * j->c, cb, buf);
+            for (long i = 0; i < cb; i++) {
+                float e = v[i] - k[i];
+                acc[i] += e;
+                acc2[i] += e * e;
+            }
+        }
+        for (long i = 0; i < cb; i++) { s1[i] += acc[i]; s2[i] += acc2[i]; }
+    }
+    const double px = (double)j->hw;
+    for (long g = 0; g < cb; g += d) {
+        double mean = 0, m2 = 0;
+        for (long i = g; i < g + d; i++) mean += (double)k[i] + s1[i] / px + (t ? (double)t[i] : 0.0);
+        mean /= (double)d;
+        for (long i = g; i < g + d; i++) {
+            double ci = (double)k[i] + s1[i] / px + (t ? (double)t[i] : 0.0); /* channel mean */
+            m2 += (s2[i] - s1[i] * s1[i] / px) + px * (ci - mean) * (ci - mean);
+        }
+        if (m2 < 0) m2 = 0;
+        float r = (float)(1.0 / sqrt(m2 / count + (double)j->eps));
+        /* m[i]: the group mean minus t[i] (x - m[i] = x + t - mean) */
+        for (long i = g; i < g + d; i++) m[i] = (float)(mean - (t ? (double)t[i] : 0.0));
+        for (long i = g; i < g + d; i++) { /* a[i] = rstd * gamma, b[i] = beta */
+            a[i] = j->gamma ? r * j->gamma[c0 + i] : r;
+            b[i] = j->beta ? j->beta[c0 + i] : 0.0f;
+        }
+    }
+    for (long p = 0; p < j->hw; p++) {
+        const float *v = load_row(j, base + p * j->c, cb, buf);
+        for (long i = 0; i < cb; i++) o[i] = (v[i] - m[i]) * a[i] + b[i];
+        if (j->silu) { /* o / (1 + exp(-o)); buf is free once v has been read */
+            for (long i = 0; i < cb; i++) buf[i] = 1.0f + exp_approx(-o[i]);
+            divide_row(o, buf, cb);
+        }
+        store_row(j, base + p * j->c, cb, o);
+    }
+}
+
+/* Returns 0 on success, 1 on bad arguments, 2 when scratch memory could not be had. */
+int gencli_group_norm_nhwc(const void *x, void *y, int x_bf16, int y_bf16, const float *gamma,
+                           const float *beta, const float *t, long n, long hw, long c, long groups,
+                           long blocks, float eps, int silu, int threads) {
+    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1)
+        return 1;
+    const gn_job job = {x, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, silu};
+    const long units = n * blocks, cb = c / blocks;
+    int failed = 0;
+    /* OpenMP from the process's libgomp: torch's own thread pool, whose threads are still
+       spinning from the last operator, picks the units up (own pthreads would compete with them) */
+#pragma omp parallel num_threads(threads < units ? threads : (int)units) reduction(| : failed)
+    {
+        float *scratch = (float *)malloc(SCRATCH * cb * sizeof(float));
+        if (!scratch) failed = 1;
+#pragma omp for schedule(static)
+        for (long u = 0; u < units; u++)
+            if (scratch) run_unit(&job, u, scratch);
+        free(scratch);
+    }
+    return failed ? 2 : 0;
+}

@@ -1,0 +1,117 @@
+"""gencli's C kernels (gencli.kernels.native) against torch's GroupNorm in float64."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gencli.kernels import native
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
+
+
+def _reference(x, groups, weight, bias, eps, silu, sample_bias):
+    x = x.double()
+    if sample_bias is not None:
+        x = x + sample_bias.double()[:, :, None, None]
+    y = F.group_norm(x, groups, None if weight is None else weight.double(), None if bias is None else bias.double(), eps)
+    return F.silu(y) if silu else y
+
+
+def _nhwc(t):
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape,groups", [((3, 64, 8, 8), 32), ((1, 96, 5, 7), 3), ((2, 64, 16, 16), 64),
+                                          ((4, 32, 1, 1), 8), ((1, 512, 4, 4), 32)])
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
+                                    (torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32)])
+@pytest.mark.parametrize("silu", [False, True])
+def test_group_norm_matches_torch(shape, groups, dtypes, silu):
+    gen = torch.Generator().manual_seed(sum(shape) + groups)
+    x = _nhwc((torch.randn(shape, generator=gen) * 3 + 2).to(dtypes[0]))
+    w, b = torch.randn(shape[1], generator=gen), torch.randn(shape[1], generator=gen)
+    t = torch.randn(shape[0], shape[1], generator=gen)
+    for weight, bias, sample_bias in ((w, b, None), (None, None, None), (w, b, t)):
+        got = native.group_norm_nhwc(x, groups, weight, bias, 1e-5, silu=silu, sample_bias=sample_bias,
+                                     out_dtype=dtypes[1])
+        assert got.dtype == dtypes[1] and got.shape == x.shape
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        want = _reference(x, groups, weight, bias, 1e-5, silu, sample_bias)
+        # fp32 out: summation order only; bf16 out: one rounding of the output (8-bit mantissa)
+        tol = 2e-5 if dtypes[1] == torch.float32 else 2 ** -8
+        err = ((got.double() - want).abs() / (want.abs() + 1)).max().item()
+        assert err <= tol, (shape, dtypes, silu, err)
+
+
+def test_statistics_survive_a_large_mean():
+    """The one-pass statistics are shifted: x + 1000 (std 1) normalises as x does, to fp32's
+    precision (an unshifted sum of squares would lose ~1e-1 here)."""
+    gen = torch.Generator().manual_seed(0)
+    x = _nhwc(torch.randn(2, 64, 32, 32, generator=gen, dtype=torch.float64) + 1000)
+    got = native.group_norm_nhwc(x.float(), 16, eps=1e-6)
+    want = F.group_norm(x.float().double(), 16, eps=1e-6)
+    assert (got.double() - want).abs().max().item() < 1e-3
+
+
+def test_many_pixels_are_summed_accurately():
+    gen = torch.Generator().manual_seed(1)
+    x = _nhwc(torch.rand(1, 32, 256, 256, generator=gen) * 4)
+    got = native.group_norm_nhwc(x, 32)  # instance norm over 65,536 pixels, split across threads
+    assert (got.double() - F.group_norm(x.double(), 32)).abs().max().item() < 2e-5
+
+
+def test_in_place_and_non_finite():
+    x = _nhwc(torch.randn(2, 64, 4, 4))
+    want = F.group_norm(x, 8)
+    native.group_norm_nhwc(x, 8, out=x)
+    torch.testing.assert_close(x, want, atol=2e-5, rtol=0)
+    y = x.clone()
+    y[0, 0, 0, 0] = float("nan")
+    got = native.group_norm_nhwc(y.bfloat16(), 8, silu=True)
+    assert got[0, :8].float().isnan().all() and got[1].float().isfinite().all()  # NaN stays in its group
+
+
+def test_bad_arguments_are_refused():
+    x = _nhwc(torch.randn(1, 30, 4, 4))
+    with pytest.raises(ValueError, match="groups"):
+        native.group_norm_nhwc(x, 4)
+    with pytest.raises(ValueError, match="channels_last"):
+        native.group_norm_nhwc(x, 3, out=torch.empty(1, 30, 4, 4))
+    assert not native.supports(torch.randn(1, 30, 4, 4))  # NCHW memory
+    assert not native.supports(_nhwc(torch.randn(1, 30, 4, 4)).half())
+
+
+def test_blocks_split_samples_among_threads():
+    assert native._blocks(16, 256, 32, 2) == 1
+    assert native._blocks(1, 256, 32, 2) == 2
+    assert native._blocks(1, 64, 32, 4) == 2  # blocks of at least 32 channels
+    assert native._blocks(1, 48, 3, 2) == 1  # no whole-group block of >= 32 channels
+
+
+def test_without_a_compiler_nothing_is_built(tmp_path):
+    """No compiler (or GENCLI_NATIVE=0): available() is False and the fast path runs as before."""
+    code = ("from gencli.kernels import native; import torch, sys; "
+            "from gencli.kernels.fast_path import fuses_silu; "
+            "x = torch.randn(1, 64, 4, 4).contiguous(memory_format=torch.channels_last); "
+            "sys.exit(0 if not native.available() and not fuses_silu(x) else 1)")
+    for env in ({"CC": "no-such-compiler-xyz"}, {"GENCLI_NATIVE": "0"}):
+        run_env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), **env}
+        done = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True)
+        assert done.returncode == 0, (env, done.stderr)
+    assert not (tmp_path / "cache" / "gencli" / "kernels").exists() or not any(
+        (tmp_path / "cache" / "gencli" / "kernels").glob("*.so"))
+
+
+def test_the_build_is_cached(tmp_path):
+    code = "from gencli.kernels import native; print(native.available(), native._library.cache_info())"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert done.stdout.startswith("True"), done.stderr
+    assert len(list((tmp_path / "gencli" / "kernels").glob("group_norm-*.so"))) == 1
