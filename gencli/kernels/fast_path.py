@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.kernels import native, triton_ops
+from gencli.kernels import native, onednn, triton_ops
 from gencli.kernels.group_norm import group_norm_nhwc
 from gencli.kernels.narrow_conv import conv_few_outputs, grouped_weight, input_width
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
@@ -215,8 +215,11 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
         x = F.silu(x, inplace=True)
     if state.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    if (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
-            and bias is not None and x.is_contiguous(memory_format=torch.channels_last)):
+    one_by_one = (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+                  and conv.groups == 1 and bias is not None and x.is_contiguous(memory_format=torch.channels_last))
+    if not one_by_one and _onednn_conv(state, conv, x):
+        return _conv_onednn(state, conv, x, add_bias, sample_bias, residual)
+    if one_by_one:
         # a 1x1 convolution on NHWC memory is one matmul (oneDNN's 1x1 path is slower here)
         n, c, h, w = x.shape
         out = torch.addmm(bias, x.permute(0, 2, 3, 1).reshape(n * h * w, c), conv.weight.view(-1, c).t())
@@ -231,6 +234,41 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
         out += sample_bias[:, :, None, None]
     if residual is not None:
         out += residual
+    return out
+
+
+def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether ``conv`` on ``x`` runs as oneDNN's fused convolution (:mod:`gencli.kernels.onednn`):
+    bf16 (autocast or bf16 tensors) channels_last CPU activations."""
+    return (state.channels_last and x.device.type == "cpu" and _compute_dtype(x) == torch.bfloat16
+            and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and onednn.usable())
+
+
+def fused_linear(x: torch.Tensor, residual: torch.Tensor) -> bool:
+    """Whether a linear layer on ``x`` plus ``residual`` runs as oneDNN's linear + add
+    (:func:`gencli.kernels.onednn.linear_add`): both bf16 CPU tensors, contiguous."""
+    return (x.device.type == "cpu" and x.dtype == residual.dtype == torch.bfloat16
+            and x.is_contiguous() and residual.is_contiguous() and onednn.usable())
+
+
+def _conv_onednn(state: FastState, conv: nn.Conv2d, x: torch.Tensor, add_bias: bool,
+                 sample_bias: torch.Tensor | None, residual: torch.Tensor | None) -> torch.Tensor:
+    """:func:`conv_fast` in bf16 with the weight packed once per input shape and the residual
+    added by the convolution itself."""
+    bf16 = torch.bfloat16
+    x = x.to(bf16).contiguous(memory_format=torch.channels_last)
+    bias = conv.bias if add_bias else None
+    sources = (conv.weight,) if bias is None else (conv.weight, bias)
+    packed, b = state.cached(("onednn", id(conv), add_bias, tuple(x.shape)), sources, lambda: (
+        onednn.pack_conv_weight(conv.weight.detach().to(bf16).contiguous(memory_format=torch.channels_last),
+                                conv.padding, conv.stride, conv.dilation, x.shape),
+        None if bias is None else bias.detach().to(bf16)))
+    if residual is not None:
+        residual = residual.to(bf16).contiguous(memory_format=torch.channels_last)
+    out = onednn.conv2d(x, packed, b, conv.padding, conv.stride, conv.dilation, residual)
+    if sample_bias is not None:
+        out += sample_bias[:, :, None, None]
     return out
 
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.kernels.fast_path import FastState, group_norm_fast
+from gencli.kernels import onednn
+from gencli.kernels.fast_path import FastState, fused_linear, group_norm_fast
 
 
 class Attention(nn.Module):
@@ -39,24 +40,28 @@ class Attention(nn.Module):
         return out
 
     def _forward_fast(self, state: FastState, x: torch.Tensor) -> torch.Tensor:
-        """q/k/v in one matmul on the NHWC activations (no transposes), the residual added by the
-        output projection's addmm."""
+        """q, k and v by three matmuls on the NHWC activations (each output is already in the
+        layout attention reads: one fused matmul's interleaved output would be copied), the
+        residual added by the output projection (in bf16 by oneDNN's linear + add)."""
         b, c, hgt, wid = x.shape
         if state.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         tokens = hgt * wid
         h = group_norm_fast(self.group_norm, x).permute(0, 2, 3, 1).reshape(b * tokens, c)  # a view when NHWC
-        w_qkv, b_qkv = state.cached_compute(("qkv", id(self)), (self.to_q.weight, self.to_k.weight, self.to_v.weight,
-                                                        self.to_q.bias, self.to_k.bias, self.to_v.bias),
-                                    lambda: (torch.cat([self.to_q.weight, self.to_k.weight, self.to_v.weight]).detach(),
-                                             torch.cat([self.to_q.bias, self.to_k.bias, self.to_v.bias]).detach()))
-        d = c // self.heads
-        qkv = torch.addmm(b_qkv, h, w_qkv.t()).view(b, tokens, 3, self.heads, d).permute(2, 0, 3, 1, 4)
-        o = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        o = o.transpose(1, 2).reshape(b * tokens, c)
         proj = self.to_out[0]
-        out = torch.addmm(x.permute(0, 2, 3, 1).reshape(b * tokens, c), o, proj.weight.t())  # x + o W^T
-        out += proj.bias
+        layers = (self.to_q, self.to_k, self.to_v, proj)
+        weights = state.cached_compute(("attn", id(self)), tuple(p for m in layers for p in (m.weight, m.bias)),
+                                       lambda: tuple(p.detach() for m in layers for p in (m.weight, m.bias)))
+        d = c // self.heads
+        q, k, v = (torch.addmm(weights[2 * i + 1], h, weights[2 * i].t()).view(b, tokens, self.heads, d).transpose(1, 2)
+                   for i in range(3))
+        o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b * tokens, c)
+        residual = x.permute(0, 2, 3, 1).reshape(b * tokens, c)
+        if fused_linear(o, residual):
+            out = onednn.linear_add(o, residual, weights[6], weights[7])
+        else:
+            out = torch.addmm(residual, o, weights[6].t())  # x + o W^T
+            out += weights[7]
         if self.rescale_output_factor != 1.0:
             out /= self.rescale_output_factor
         return out.view(b, hgt, wid, c).permute(0, 3, 1, 2)
