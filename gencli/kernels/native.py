@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("csrc") / "group_norm.c"
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c"))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
 MIN_BLOCK_CHANNELS = 32
@@ -60,7 +60,7 @@ def _build_key(cc: str) -> str:
         version = ""
     name, flags = cpu_info()
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(CFLAGS).encode(), version.encode(), name.encode(),
+    for part in (*(src.read_bytes() for src in SOURCES), " ".join(CFLAGS).encode(), version.encode(), name.encode(),
                  " ".join(sorted(flags or ())).encode(), sys.platform.encode()):
         h.update(part)
         h.update(b"\0")
@@ -71,14 +71,14 @@ def _build() -> Path | None:
     cc = _compiler()
     if cc is None:
         return None
-    out = _cache_dir() / f"group_norm-{_build_key(cc)}.so"
+    out = _cache_dir() / f"kernels-{_build_key(cc)}.so"
     if out.exists():
         return out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
-        done = subprocess.run([*cc.split(), *CFLAGS, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
+        done = subprocess.run([*cc.split(), *CFLAGS, *map(str, SOURCES), "-o", tmp, "-lm"], capture_output=True,
                               timeout=120)
         if done.returncode != 0:
             os.unlink(tmp)
@@ -101,11 +101,20 @@ def _library():
             lib = ctypes.CDLL(str(path))
         except OSError:
             return None
-    fn = lib.gencli_group_norm_nhwc
     p, i, lg, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
-    fn.argtypes = [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i]
-    fn.restype = ctypes.c_int
-    return fn
+    for name, args, res in (("gencli_group_norm_nhwc", [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i], ctypes.c_int),
+                            ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg], None),
+                            ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg], None)):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    return lib
+
+
+def _function(name: str):
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("gencli's C kernels are not available (no C compiler, or GENCLI_NATIVE=0)")
+    return getattr(lib, name)
 
 
 def available() -> bool:
@@ -150,9 +159,7 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
     ``sample_bias`` (N, C) or None; the statistics and the arithmetic are fp32 whatever the
     dtypes. Returns a channels_last tensor of ``out_dtype`` (default ``x.dtype``), or writes
     ``out`` (same shape, channels_last; may be ``x`` itself)."""
-    fn = _library()
-    if fn is None:
-        raise RuntimeError("gencli's C kernels are not available (no C compiler, or GENCLI_NATIVE=0)")
+    fn = _function("gencli_group_norm_nhwc")
     n, c, h, w = x.shape
     if x.device.type != "cpu" or x.dtype not in _DTYPES or (out_dtype or x.dtype) not in _DTYPES:
         raise ValueError("the C kernel takes fp32 or bf16 CPU tensors")
@@ -174,3 +181,44 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
     if rc != 0:
         raise RuntimeError(f"gencli_group_norm_nhwc failed ({'bad arguments' if rc == 1 else 'out of memory'})")
     return out
+
+
+def winograd_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], *, silu: bool = False,
+                   reflect: bool = False) -> torch.Tensor:
+    """Winograd F(4x4, 3x3)'s data transform of the ``tiles`` [p0, p1) (p = (n * H/4 + ty) * W/4
+    + tx) of ``x`` (N, C, H, W; fp32 channels_last, H and W multiples of 4) padded by 1 (zeros, or
+    ``reflect``), SiLU first with ``silu``: writes and returns ``out`` (36, p1 - p0, C) = B^T d B
+    per tile (see csrc/winograd.c)."""
+    n, c, h, w = x.shape
+    p0, p1 = tiles
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
+            or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4)
+            or out.shape != (36, p1 - p0, c) or out.dtype != torch.float32 or not out.is_contiguous()):
+        raise ValueError("winograd_input takes fp32 NHWC x (sides multiples of 4), a tile range and a "
+                         "contiguous (36, tiles, C) out")
+    _function("gencli_winograd_input")(x.data_ptr(), out.data_ptr(), n, h, w, c, bool(silu), bool(reflect), p0, p1)
+    return out
+
+
+def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], *, bias: torch.Tensor | None = None,
+                    sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Winograd's output transform of the ``tiles`` [p0, p1): writes their pixels of ``out``
+    (N, CO, H, W; fp32 channels_last) from the tile products ``m`` (36, p1 - p0, CO), plus ``bias``
+    (CO), ``sample_bias`` (N, CO) and ``residual`` (``out``'s shape, channels_last)."""
+    n, co, h, w = out.shape
+    p0, p1 = tiles
+    if (m.dtype != torch.float32 or m.device.type != "cpu" or not m.is_contiguous() or m.shape != (36, p1 - p0, co)
+            or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4) or out.dtype != torch.float32
+            or not out.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("winograd_output takes a contiguous fp32 (36, tiles, CO) m and an fp32 NHWC out")
+    if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
+                                 or not residual.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
+    bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
+    _function("gencli_winograd_output")(m.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias), _ptr(residual),
+                                        n, h, w, co, p0, p1)
+    return out
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()

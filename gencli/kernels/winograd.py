@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from gencli.kernels import native
+
 _WINO_AT = ((1, 1, 1, 1, 1, 0),
             (0, 1, -1, "1/2", -2, 0),
             (0, 1, 1, "1/4", 4, 0),
@@ -40,6 +42,11 @@ _WINO_BT = ((1, "-3/2", -2, "3/2", 1, 0),
 # Tile component (1, 1): the point 1, whose output-transform column is all ones, so a bias added
 # to it reaches every output of the tile exactly once.
 WINO_BIAS_INDEX = 7
+
+# With the C transforms (gencli.kernels.native), tiles are transformed, multiplied and transformed
+# back in blocks whose transformed data takes at most about this many bytes (on a 2-core Xeon, 1 and
+# 4 MiB blocks were up to 25% slower than 16 MiB: the smaller GEMMs lose more than the cache gains).
+NATIVE_BLOCK_BYTES = 1 << 24
 
 # A workspace gives the kernel scratch memory: workspace(role, numel, like) -> a flat tensor of
 # ``numel`` elements with like's dtype and device (FastState.workspace reuses them across calls).
@@ -97,6 +104,21 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     p = n * th * tw
     if padding_mode not in ("zeros", "reflect"):
         raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
+    if native_transforms(x):
+        # the transforms as gencli's C kernels, the 36 GEMMs by torch's BLAS, in blocks of tiles
+        # (measured: fewer, larger blocks win; the block bound only caps the scratch memory)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if residual is not None:
+            residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
+        out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+        step = max(NATIVE_BLOCK_BYTES // (36 * 4 * max(c, co)), 8)
+        for p0 in range(0, p, step):
+            p1 = min(p0 + step, p)
+            v = native.winograd_input(x, buf("v", 36 * (p1 - p0) * c, x).view(36, p1 - p0, c), (p0, p1), silu=silu,
+                                      reflect=padding_mode == "reflect")
+            m = torch.bmm(v, u, out=buf("m", 36 * (p1 - p0) * co, x).view(36, p1 - p0, co))
+            native.winograd_output(m, out, (p0, p1), bias=bias, sample_bias=sample_bias, residual=residual)
+        return out
     # padded NHWC copy of the input (SiLU applied on the way)
     xp = buf("pad", n * (h + 2) * (w + 2) * c, x).view(n, h + 2, w + 2, c)
     s = xp.stride()
@@ -121,11 +143,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     v1 = torch.mm(bt, d.view(6, 6 * p * c), out=buf("v1", 36 * p * c, x).view(6, 6 * p * c))
     v = torch.bmm(bt3, v1.view(6, 6, p * c), out=buf("v", 36 * p * c, x).view(6, 6, p * c)).view(36, p, c)
     m = torch.bmm(v, u, out=buf("m", 36 * p * co, x).view(36, p, co))  # 36 independent GEMMs
-    m_bias = m[WINO_BIAS_INDEX]
-    if bias is not None:
-        m_bias += bias
-    if sample_bias is not None:
-        m_bias.view(n, th * tw, co).add_(sample_bias[:, None, :])
+    _add_biases(m, bias, sample_bias, n, th * tw, co)
     y = torch.mm(at, m.view(6, 6 * p * co), out=buf("y1", 24 * p * co, x).view(4, 6 * p * co))
     y = torch.bmm(at3, y.view(4, 6, p * co), out=buf("y", 16 * p * co, x).view(4, 4, p * co))
     y = y.view(4, 4, n, th, tw, co).permute(2, 3, 0, 4, 1, 5)
@@ -136,6 +154,22 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     else:
         out6.copy_(y)
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
+
+
+def _add_biases(m: torch.Tensor, bias: torch.Tensor | None, sample_bias: torch.Tensor | None, n: int,
+                per_sample: int, co: int) -> None:
+    """Add the biases to the tile component that reaches every output once (WINO_BIAS_INDEX)."""
+    m_bias = m[WINO_BIAS_INDEX]
+    if bias is not None:
+        m_bias += bias
+    if sample_bias is not None:
+        m_bias.view(n, per_sample, co).add_(sample_bias[:, None, :])
+
+
+def native_transforms(x: torch.Tensor) -> bool:
+    """Whether :func:`conv3x3_winograd` runs its transforms as gencli's C kernels
+    (:mod:`gencli.kernels.native`) for ``x``: fp32 CPU tensors, with the kernels built."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
 
 
 def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,

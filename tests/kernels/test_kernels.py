@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gencli.kernels import group_norm as GN
+from gencli.kernels import native
 from gencli.kernels import winograd as W
 from gencli.kernels.fast_path import FastState
 from gencli.kernels.group_norm import group_norm_nhwc, group_norm_reference
@@ -34,9 +35,20 @@ def as64(*ts):
 
 
 # --- Winograd F(4x4, 3x3) ----------------------------------------------------------------------
+@pytest.fixture(params=["torch", "native"])
+def winograd_transforms(request, monkeypatch):
+    """The Winograd tests run twice: transforms as torch operators, and as gencli's C kernels."""
+    if request.param == "torch":
+        monkeypatch.setattr(W, "native_transforms", lambda x: False)
+    elif not native.available():
+        pytest.skip("no C compiler: the C kernels are not built")
+
+
+both_transforms = pytest.mark.usefixtures("winograd_transforms")
 CONV_SHAPES = [(2, 32, 48, 8, 8), (1, 3, 16, 4, 12), (3, 64, 32, 12, 12), (2, 128, 96, 16, 20)]
 
 
+@both_transforms
 def test_winograd_matrices_compute_a_correlation_exactly():
     at, g, bt = winograd_matrices(torch.float64)
     torch.manual_seed(0)
@@ -48,6 +60,7 @@ def test_winograd_matrices_compute_a_correlation_exactly():
     assert at[:, W.WINO_BIAS_INDEX // 6].eq(1).all()  # the bias row contributes once to every output
 
 
+@both_transforms
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=str)
 def test_winograd_matches_conv2d(shape):
     x, weight, bias = conv_case(*shape)
@@ -59,6 +72,7 @@ def test_winograd_matches_conv2d(shape):
     assert rel_err(got, conv3x3_reference(x, weight, bias)) < FP32_RTOL
 
 
+@both_transforms
 @pytest.mark.parametrize("shape", CONV_SHAPES[:3], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_winograd_fused_silu_biases_and_residual(shape, channels_last):
@@ -78,12 +92,14 @@ def test_winograd_fused_silu_biases_and_residual(shape, channels_last):
     assert rel_err(no_bias, conv3x3_reference(*as64(x, weight))) < FP32_RTOL
 
 
+@both_transforms
 def test_winograd_in_float64_is_exact_to_rounding():
     x, weight, bias = conv_case(2, 16, 24, 8, 12, dtype=torch.float64)
     got = conv3x3_winograd(x, winograd_filters(weight), bias)
     assert rel_err(got, conv3x3_reference(x, weight, bias)) < 1e-13
 
 
+@both_transforms
 def test_winograd_reused_workspace_gives_the_same_bits():
     state = FastState(channels_last=True, winograd=True)
     big = conv_case(2, 32, 32, 16, 16, seed=3)
@@ -95,6 +111,7 @@ def test_winograd_reused_workspace_gives_the_same_bits():
         assert torch.equal(fresh, reused)
 
 
+@both_transforms
 @pytest.mark.parametrize("where", [(0, 0, 0, 0), (5, 3, 1, 1), (47, 31, 2, 1)])
 def test_winograd_comparison_catches_one_wrong_tap(where):
     """One tap of one filter off by 1% of the largest tap: well over the tolerance."""
@@ -105,6 +122,7 @@ def test_winograd_comparison_catches_one_wrong_tap(where):
     assert rel_err(got, conv3x3_reference(*as64(x, weight, bias))) > 10 * FP32_RTOL
 
 
+@both_transforms
 def test_winograd_comparison_catches_a_wrong_transform_entry(monkeypatch):
     x, weight, bias = conv_case(2, 32, 48, 8, 8)
     rows = [list(r) for r in W._WINO_G]
@@ -207,6 +225,7 @@ def test_upsample_comparison_catches_one_wrong_tap(where):
     assert rel_err(got, upsample2x_conv3x3_reference(*as64(x, weight, bias))) > 10 * FP32_RTOL
 
 
+@both_transforms
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=str)
 def test_winograd_with_reflection_padding_matches_reflect_pad_then_conv(shape):
     """padding_mode="reflect" is ReflectionPad2d(1) + an unpadded conv (the CycleGAN ResnetBlock);

@@ -1,0 +1,174 @@
+/* The data and output transforms of Winograd F(4x4, 3x3) on NHWC fp32 activations, the CPU
+ * kernels behind gencli.kernels.winograd.conv3x3_winograd (the 36 GEMMs between them stay with
+ * torch's BLAS). Each replaces several passes of torch operators (padding copy, tile gather, two
+ * matmuls per transform, the final permute and residual add) with one pass over the data.
+ *
+ *   input:  V[i*6 + j, p, c] = sum_kl BT[i][k] d_p[k][l] BT[j][l], d_p the 6x6 tile of the padded
+ *           input (SiLU applied first when asked) at tile p = (n, ty, tx), rows 4ty-1.., cols 4tx-1..
+ *   output: out[n, 4ty + a, 4tx + b, o] = sum_ij AT[a][i] M[i*6 + j, p, o] AT[b][j] (+ residual)
+ *
+ * The matrices are gencli.kernels.winograd's (interpolation points 0, 1, -1, 1/2, -2, infinity).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
+typedef float vf __attribute__((vector_size(64), aligned(4)));
+#define VL 16
+
+/* r = BT d for six values (vectors or floats) d0..d5 */
+#define BT6(r, d0, d1, d2, d3, d4, d5) do {                                   \
+        (r)[0] = (d0) - 1.5f * (d1) - 2.0f * (d2) + 1.5f * (d3) + (d4);       \
+        (r)[1] = -(d1) + 0.5f * (d2) + 2.5f * (d3) + (d4);                    \
+        (r)[2] = (d1) - 2.5f * (d2) + 0.5f * (d3) + (d4);                     \
+        (r)[3] = -2.0f * (d1) - (d2) + 2.0f * (d3) + (d4);                    \
+        (r)[4] = 0.5f * (d1) - (d2) - 0.5f * (d3) + (d4);                     \
+        (r)[5] = (d1) - 1.5f * (d2) - 2.0f * (d3) + 1.5f * (d4) + (d5);       \
+    } while (0)
+/* r = AT m for six values m0..m5 */
+#define AT6(r, m0, m1, m2, m3, m4, m5) do {                                   \
+        (r)[0] = (m0) + (m1) + (m2) + (m3) + (m4);                            \
+        (r)[1] = (m1) - (m2) + 0.5f * (m3) - 2.0f * (m4);                     \
+        (r)[2] = (m1) + (m2) + 0.25f * (m3) + 4.0f * (m4);                    \
+        (r)[3] = (m1) - (m2) + 0.125f * (m3) - 8.0f * (m4) + (m5);            \
+    } while (0)
+
+/* exp(x) to ~2e-7 relative, branch-free (the same as group_norm.c's) */
+static inline float wexp(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f
+                + r * (0.0083333338f + r * 0.0013888889f)))));
+    union { uint32_t u; float f; } s;
+    s.u = (uint32_t)((int32_t)k + 127) << 23;
+    return p * s.f;
+}
+
+/* padded coordinate -> input coordinate, or -1 for a zero (reflect: -1 -> 1, size -> size - 2) */
+static inline long source(long i, long size, int reflect) {
+    if (i >= 0 && i < size) return i;
+    if (!reflect) return -1;
+    return i < 0 ? -i : 2 * size - 2 - i;
+}
+
+static inline vf vload(const float *p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+
+/* tiles [p0, p1) of x into v (36, p1 - p0, c) */
+void gencli_winograd_input(const float *x, float *v, long n, long h, long w, long c, int silu, int reflect,
+                           long p0, long p1) {
+    const long th = h / 4, tw = w / 4, plane = (p1 - p0) * c;
+    const long cv = c - c % VL; /* channels done 16 at a time; the rest one by one */
+    (void)n;
+#pragma omp parallel for schedule(static)
+    for (long p = p0; p < p1; p++) {
+        const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
+        const float *src[6][6]; /* each tile position's input pixel, or NULL for a zero */
+        for (int k = 0; k < 6; k++) {
+            const long r = source(4 * ty - 1 + k, h, reflect);
+            for (int l = 0; l < 6; l++) {
+                const long q = source(4 * tx - 1 + l, w, reflect);
+                src[k][l] = (r < 0 || q < 0) ? NULL : x + ((b * h + r) * w + q) * c;
+            }
+        }
+        float *dst = v + (p - p0) * c;
+        for (long e = 0; e < cv; e += VL) {
+            vf d[6][6], t[6][6];
+            for (int k = 0; k < 6; k++)
+                for (int l = 0; l < 6; l++) {
+                    vf z = {0};
+                    if (src[k][l]) {
+                        z = vload(src[k][l] + e);
+                        if (silu)
+                            for (int i = 0; i < VL; i++) z[i] = z[i] / (1.0f + wexp(-z[i]));
+                    }
+                    d[k][l] = z;
+                }
+            for (int l = 0; l < 6; l++) {
+                vf r[6];
+                BT6(r, d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
+                for (int i = 0; i < 6; i++) t[i][l] = r[i];
+            }
+            for (int i = 0; i < 6; i++) {
+                vf r[6];
+                BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+                for (int j = 0; j < 6; j++) vstore(dst + (i * 6 + j) * plane + e, r[j]);
+            }
+        }
+        for (long e = cv; e < c; e++) {
+            float d[6][6], t[6][6];
+            for (int k = 0; k < 6; k++)
+                for (int l = 0; l < 6; l++) {
+                    float z = src[k][l] ? src[k][l][e] : 0.0f;
+                    d[k][l] = silu ? z / (1.0f + wexp(-z)) : z;
+                }
+            for (int l = 0; l < 6; l++) {
+                float r[6];
+                BT6(r, d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
+                for (int i = 0; i < 6; i++) t[i][l] = r[i];
+            }
+            for (int i = 0; i < 6; i++) {
+                float r[6];
+                BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+                for (int j = 0; j < 6; j++) dst[(i * 6 + j) * plane + e] = r[j];
+            }
+        }
+    }
+}
+
+/* tiles [p0, p1) of the output from m (36, p1 - p0, co), plus bias (co), sample_bias (n, co) and
+   residual (the output's shape, NHWC), each where not NULL */
+void gencli_winograd_output(const float *m, float *out, const float *bias, const float *sample_bias,
+                            const float *residual, long n, long h, long w, long co, long p0, long p1) {
+    const long th = h / 4, tw = w / 4, plane = (p1 - p0) * co;
+    const long cv = co - co % VL;
+    (void)n;
+#pragma omp parallel for schedule(static)
+    for (long p = p0; p < p1; p++) {
+        const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
+        const float *src = m + (p - p0) * co;
+        const float *sb = sample_bias ? sample_bias + b * co : NULL;
+        const long base = ((b * h + 4 * ty) * w + 4 * tx) * co;
+        for (long e = 0; e < cv; e += VL) {
+            vf t[4][6];
+            for (int j = 0; j < 6; j++) {
+                vf r[4];
+                AT6(r, vload(src + (0 * 6 + j) * plane + e), vload(src + (1 * 6 + j) * plane + e),
+                    vload(src + (2 * 6 + j) * plane + e), vload(src + (3 * 6 + j) * plane + e),
+                    vload(src + (4 * 6 + j) * plane + e), vload(src + (5 * 6 + j) * plane + e));
+                for (int a = 0; a < 4; a++) t[a][j] = r[a];
+            }
+            vf add = {0};
+            if (bias) add += vload(bias + e);
+            if (sb) add += vload(sb + e);
+            for (int a = 0; a < 4; a++) {
+                vf y[4];
+                AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
+                for (int bb = 0; bb < 4; bb++) {
+                    const long off = base + (a * w + bb) * co + e;
+                    vstore(out + off, residual ? y[bb] + add + vload(residual + off) : y[bb] + add);
+                }
+            }
+        }
+        for (long e = cv; e < co; e++) {
+            float t[4][6];
+            for (int j = 0; j < 6; j++) {
+                float r[4];
+                AT6(r, src[(0 * 6 + j) * plane + e], src[(1 * 6 + j) * plane + e], src[(2 * 6 + j) * plane + e],
+                    src[(3 * 6 + j) * plane + e], src[(4 * 6 + j) * plane + e], src[(5 * 6 + j) * plane + e]);
+                for (int a = 0; a < 4; a++) t[a][j] = r[a];
+            }
+            const float add = (bias ? bias[e] : 0.0f) + (sb ? sb[e] : 0.0f);
+            for (int a = 0; a < 4; a++) {
+                float y[4];
+                AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
+                for (int bb = 0; bb < 4; bb++) {
+                    const long off = base + (a * w + bb) * co + e;
+                    out[off] = residual ? y[bb] + add + residual[off] : y[bb] + add;
+                }
+            }
+        }
+    }
+}
