@@ -1,13 +1,21 @@
 """CPU kernels in C, compiled on first use with the machine's C compiler and loaded with ctypes.
 
 PyTorch eager runs a normalisation as several passes over memory (statistics, affine, SiLU, and
-under autocast a cast to fp32 and back); :func:`group_norm_nhwc` does GroupNorm (+ a per-sample
-bias before it, + SiLU after it) on NHWC activations in one call that reads its input from cache,
-fp32 or bf16 in and out. The source is ``csrc/group_norm.c``; it is built with ``-O3
--march=native`` into ``$XDG_CACHE_HOME/gencli/kernels`` (default ``~/.cache``), once per source,
-compiler and CPU, in about a second. Without a compiler (or with ``GENCLI_NATIVE=0``) nothing is
-built and :func:`available` is False: the fast path then uses its pure-torch kernels, which
-compute the same thing (:mod:`gencli.kernels.group_norm`; tests compare the two).
+under autocast a cast to fp32 and back), and Winograd's transforms as a padding copy, a tile
+gather and two matmuls each. Here:
+
+- :func:`group_norm_nhwc`: GroupNorm (+ a per-sample bias before it, + SiLU after it) on NHWC
+  activations in one call that reads its input from cache, fp32 or bf16 in and out
+  (``csrc/group_norm.c``);
+- :func:`winograd_input` / :func:`winograd_output`: Winograd F(4x4, 3x3)'s data and output
+  transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
+  (``csrc/winograd.c``).
+
+The sources are built together with ``-O3 -march=native`` into ``$XDG_CACHE_HOME/gencli/kernels``
+(default ``~/.cache``), once per source, compiler and CPU, in about a second; threads are OpenMP's,
+from the libgomp torch has loaded (torch's own pool). Without a compiler (or with
+``GENCLI_NATIVE=0``) nothing is built and :func:`available` is False: the fast path then uses its
+pure-torch kernels, which compute the same thing (tests compare both with torch's references).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 import torch
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c"))
+HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h",))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
 MIN_BLOCK_CHANNELS = 32
@@ -60,7 +69,7 @@ def _build_key(cc: str) -> str:
         version = ""
     name, flags = cpu_info()
     h = hashlib.sha256()
-    for part in (*(src.read_bytes() for src in SOURCES), " ".join(CFLAGS).encode(), version.encode(), name.encode(),
+    for part in (*(src.read_bytes() for src in SOURCES + HEADERS), " ".join(CFLAGS).encode(), version.encode(), name.encode(),
                  " ".join(sorted(flags or ())).encode(), sys.platform.encode()):
         h.update(part)
         h.update(b"\0")

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common.h"
+
 /* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
 typedef float vf __attribute__((vector_size(64), aligned(4)));
 #define VL 16
@@ -33,18 +35,6 @@ typedef float vf __attribute__((vector_size(64), aligned(4)));
         (r)[2] = (m1) + (m2) + 0.25f * (m3) + 4.0f * (m4);                    \
         (r)[3] = (m1) - (m2) + 0.125f * (m3) - 8.0f * (m4) + (m5);            \
     } while (0)
-
-/* exp(x) to ~2e-7 relative, branch-free (the same as group_norm.c's) */
-static inline float wexp(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f
-                + r * (0.0083333338f + r * 0.0013888889f)))));
-    union { uint32_t u; float f; } s;
-    s.u = (uint32_t)((int32_t)k + 127) << 23;
-    return p * s.f;
-}
 
 /* padded coordinate -> input coordinate, or -1 for a zero (reflect: -1 -> 1, size -> size - 2) */
 static inline long source(long i, long size, int reflect) {
@@ -82,7 +72,7 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
                     if (src[k][l]) {
                         z = vload(src[k][l] + e);
                         if (silu)
-                            for (int i = 0; i < VL; i++) z[i] = z[i] / (1.0f + wexp(-z[i]));
+                            for (int i = 0; i < VL; i++) z[i] = z[i] / (1.0f + exp_approx(-z[i]));
                     }
                     d[k][l] = z;
                 }
@@ -102,7 +92,7 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
             for (int k = 0; k < 6; k++)
                 for (int l = 0; l < 6; l++) {
                     float z = src[k][l] ? src[k][l][e] : 0.0f;
-                    d[k][l] = silu ? z / (1.0f + wexp(-z)) : z;
+                    d[k][l] = silu ? z / (1.0f + exp_approx(-z)) : z;
                 }
             for (int l = 0; l < 6; l++) {
                 float r[6];
