@@ -8,8 +8,13 @@ in eval mode; see ``UNet2DModel.fast_inference``). Nothing here changes a parame
  - stride-1 3x3 convolutions as Winograd F(4x4, 3x3) on the CPU in fp32 where it is quicker
    (:mod:`gencli.kernels.winograd`; transformed filters cached), SiLU, the per-sample bias and the
    residual folded into it;
- - GroupNorm on NHWC with :mod:`gencli.kernels.group_norm` where torch's kernel is slower; on
-   CUDA with Triton, GroupNorm + SiLU as one kernel (:mod:`gencli.kernels.triton_ops`);
+ - GroupNorm (+ the per-sample bias before it, + SiLU) on NHWC CPU activations as one C kernel
+   (:mod:`gencli.kernels.native`; its output in autocast's dtype), or without a C compiler with
+   :mod:`gencli.kernels.group_norm` where torch's kernel is slower; on CUDA with Triton, GroupNorm
+   + SiLU as one kernel (:mod:`gencli.kernels.triton_ops`);
+ - in bf16 (CPU autocast), derived weights cached in bf16, and convolutions and the attention
+   output through oneDNN's fused operators (:mod:`gencli.kernels.onednn`: packed weights, the
+   residual added in the same call);
  - nearest x2 upsampling + 3x3 conv as one transposed convolution (:mod:`gencli.kernels.upsample`);
  - for the translation generators (:func:`padded_conv_fast`, :func:`instance_norm_fast`,
    :func:`conv_transpose_fast`): reflection padding inside the Winograd tile buffer, instance
@@ -330,17 +335,11 @@ def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool =
     return y.relu_() if relu else y
 
 
-def _native_norm(x: torch.Tensor) -> bool:
-    """Whether GroupNorm on ``x`` runs as gencli's C kernel (:mod:`gencli.kernels.native`): NHWC
-    fp32/bf16 activations on the CPU, with the kernels built."""
-    return native.supports(x)
-
-
 def fuses_silu(x: torch.Tensor) -> bool:
     """Whether :func:`group_norm_fast` applies a following SiLU (and a per-sample bias before the
     norm) itself here: CUDA with Triton (or Triton's interpreter when asked), or the CPU's C
     kernel; elsewhere the SiLU is left to :func:`conv_fast`, which folds it into Winograd."""
-    return triton_ops.enabled(x) or _native_norm(x)
+    return triton_ops.enabled(x) or native.supports(x)
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -356,15 +355,14 @@ def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool = False,
     activations gencli's C kernel (:func:`gencli.kernels.native.group_norm_nhwc`, whose output is
     in the dtype autocast computes the next layer in: one pass instead of autocast's casts to
     fp32 and back), or without it :func:`group_norm_nhwc` for fp32; else ``norm``."""
-    if triton_ops.enabled(x):
-        if sample_bias is not None:
-            x = x + sample_bias[:, :, None, None]
-        return triton_ops.group_norm_silu_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
-    if _native_norm(x):
+    triton = triton_ops.enabled(x)  # asked for explicitly (GENCLI_TRITON): it goes first
+    if not triton and native.supports(x):
         return native.group_norm_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu,
                                       sample_bias=sample_bias, out_dtype=_compute_dtype(x))
     if sample_bias is not None:
         x = x + sample_bias[:, :, None, None]
+    if triton:
+        return triton_ops.group_norm_silu_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu)
     if silu:
         return F.silu(group_norm_fast(norm, x), inplace=True)
     if (x.device.type != "cpu" or x.dtype != torch.float32 or x.is_contiguous()

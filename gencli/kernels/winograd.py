@@ -143,7 +143,11 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     v1 = torch.mm(bt, d.view(6, 6 * p * c), out=buf("v1", 36 * p * c, x).view(6, 6 * p * c))
     v = torch.bmm(bt3, v1.view(6, 6, p * c), out=buf("v", 36 * p * c, x).view(6, 6, p * c)).view(36, p, c)
     m = torch.bmm(v, u, out=buf("m", 36 * p * co, x).view(36, p, co))  # 36 independent GEMMs
-    _add_biases(m, bias, sample_bias, n, th * tw, co)
+    m_bias = m[WINO_BIAS_INDEX]  # the tile component that reaches every output once
+    if bias is not None:
+        m_bias += bias
+    if sample_bias is not None:
+        m_bias.view(n, th * tw, co).add_(sample_bias[:, None, :])
     y = torch.mm(at, m.view(6, 6 * p * co), out=buf("y1", 24 * p * co, x).view(4, 6 * p * co))
     y = torch.bmm(at3, y.view(4, 6, p * co), out=buf("y", 16 * p * co, x).view(4, 4, p * co))
     y = y.view(4, 4, n, th, tw, co).permute(2, 3, 0, 4, 1, 5)
@@ -154,16 +158,6 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     else:
         out6.copy_(y)
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
-
-
-def _add_biases(m: torch.Tensor, bias: torch.Tensor | None, sample_bias: torch.Tensor | None, n: int,
-                per_sample: int, co: int) -> None:
-    """Add the biases to the tile component that reaches every output once (WINO_BIAS_INDEX)."""
-    m_bias = m[WINO_BIAS_INDEX]
-    if bias is not None:
-        m_bias += bias
-    if sample_bias is not None:
-        m_bias.view(n, per_sample, co).add_(sample_bias[:, None, :])
 
 
 def native_transforms(x: torch.Tensor) -> bool:

@@ -45,7 +45,7 @@ def winograd_transforms(request, monkeypatch):
 
 
 both_transforms = pytest.mark.usefixtures("winograd_transforms")
-CONV_SHAPES = [(2, 32, 48, 8, 8), (1, 3, 16, 4, 12), (3, 64, 32, 12, 12), (2, 128, 96, 16, 20)]
+CONV_SHAPES = [(2, 32, 48, 8, 8), (1, 3, 16, 4, 12), (3, 64, 32, 12, 12), (2, 128, 96, 16, 20), (1, 20, 19, 8, 8)]
 
 
 @both_transforms

@@ -5,15 +5,12 @@
  *   y[n, p, c] = act(((x[n, p, c] + t[n, c]) - mean[n, g]) * rstd[n, g] * gamma[c] + beta[c])
  *
  * with g = c / (C / G) and mean/var over the (p, c) of the group, as torch's GroupNorm computes
- * them (biased variance, eps inside the square root). The exact two-pass formula: the mean, then
- * the squared deviations from it (no E[x^2] - E[x]^2 cancellation). Work is cut into units of
- * (sample, block of whole groups) so that one unit's data (a sample's pixels x the block's
- * channels) stays in the core's cache over the three passes; units are shared among threads.
+ * them (biased variance, eps inside the square root). The statistics take one pass, shifted by each
+ * channel's first value (no E[x^2] - E[x]^2 cancellation), the normalisation a second. Work is cut
+ * into units of (sample, block of whole groups) so that one unit's data (a sample's pixels x the
+ * block's channels) stays in the core's cache over both passes; units are shared among threads.
  */
 #include <math.h>
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,26 +25,6 @@ typedef struct {
     float eps;
     int x_bf16, y_bf16, silu;
 } gn_job;
-
-/* o[i] = o[i] / den[i] to ~1 ulp: a hardware reciprocal estimate and one Newton step (vdivps
-   would be the loop's bottleneck: ~10 cycles per 16 lanes) */
-static inline void divide_row(float *restrict o, const float *restrict den, long cb) {
-    long i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= cb; i += 16) {
-        __m512 dv = _mm512_loadu_ps(den + i), r = _mm512_rcp14_ps(dv);
-        r = _mm512_mul_ps(r, _mm512_fnmadd_ps(dv, r, _mm512_set1_ps(2.0f)));
-        _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), r));
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    for (; i + 8 <= cb; i += 8) {
-        __m256 dv = _mm256_loadu_ps(den + i), r = _mm256_rcp_ps(dv);
-        r = _mm256_mul_ps(r, _mm256_fnmadd_ps(dv, r, _mm256_set1_ps(2.0f)));
-        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), r));
-    }
-#endif
-    for (; i < cb; i++) o[i] = o[i] / den[i];
-}
 
 /* the row's cb values as fp32: the row itself (fp32) or converted into buf (bf16) */
 static inline const float *load_row(const gn_job *j, long offset, long cb, float *restrict buf) {
@@ -122,10 +99,7 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
     for (long p = 0; p < j->hw; p++) {
         const float *v = load_row(j, base + p * j->c, cb, buf);
         for (long i = 0; i < cb; i++) o[i] = (v[i] - m[i]) * a[i] + b[i];
-        if (j->silu) { /* o / (1 + exp(-o)); buf is free once v has been read */
-            for (long i = 0; i < cb; i++) buf[i] = 1.0f + exp_approx(-o[i]);
-            divide_row(o, buf, cb);
-        }
+        if (j->silu) silu_row(o, buf, cb); /* buf is free once v has been read */
         store_row(j, base + p * j->c, cb, o);
     }
 }

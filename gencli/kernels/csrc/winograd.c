@@ -19,7 +19,7 @@
 typedef float vf __attribute__((vector_size(64), aligned(4)));
 #define VL 16
 
-/* r = BT d for six values (vectors or floats) d0..d5 */
+/* r = BT d for six vectors d0..d5 */
 #define BT6(r, d0, d1, d2, d3, d4, d5) do {                                   \
         (r)[0] = (d0) - 1.5f * (d1) - 2.0f * (d2) + 1.5f * (d3) + (d4);       \
         (r)[1] = -(d1) + 0.5f * (d2) + 2.5f * (d3) + (d4);                    \
@@ -28,7 +28,7 @@ typedef float vf __attribute__((vector_size(64), aligned(4)));
         (r)[4] = 0.5f * (d1) - (d2) - 0.5f * (d3) + (d4);                     \
         (r)[5] = (d1) - 1.5f * (d2) - 2.0f * (d3) + 1.5f * (d4) + (d5);       \
     } while (0)
-/* r = AT m for six values m0..m5 */
+/* r = AT m for six vectors m0..m5 */
 #define AT6(r, m0, m1, m2, m3, m4, m5) do {                                   \
         (r)[0] = (m0) + (m1) + (m2) + (m3) + (m4);                            \
         (r)[1] = (m1) - (m2) + 0.5f * (m3) - 2.0f * (m4);                     \
@@ -43,14 +43,23 @@ static inline long source(long i, long size, int reflect) {
     return i < 0 ? -i : 2 * size - 2 - i;
 }
 
-static inline vf vload(const float *p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float *p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+/* the n <= VL floats at p as a vector (the rest zero), and back: the last, partial block of channels
+   takes the same code as the full ones */
+static inline vf vload(const float *p, long n) {
+    vf v = {0};
+    if (n == VL) __builtin_memcpy(&v, p, sizeof v);
+    else __builtin_memcpy(&v, p, n * sizeof(float));
+    return v;
+}
+static inline void vstore(float *p, vf v, long n) {
+    if (n == VL) __builtin_memcpy(p, &v, sizeof v);
+    else __builtin_memcpy(p, &v, n * sizeof(float));
+}
 
 /* tiles [p0, p1) of x into v (36, p1 - p0, c) */
 void gencli_winograd_input(const float *x, float *v, long n, long h, long w, long c, int silu, int reflect,
                            long p0, long p1) {
     const long th = h / 4, tw = w / 4, plane = (p1 - p0) * c;
-    const long cv = c - c % VL; /* channels done 16 at a time; the rest one by one */
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -64,15 +73,18 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
             }
         }
         float *dst = v + (p - p0) * c;
-        for (long e = 0; e < cv; e += VL) {
+        for (long e = 0; e < c; e += VL) { /* VL channels at a time */
+            const long cn = c - e < VL ? c - e : VL;
             vf d[6][6], t[6][6];
             for (int k = 0; k < 6; k++)
                 for (int l = 0; l < 6; l++) {
                     vf z = {0};
                     if (src[k][l]) {
-                        z = vload(src[k][l] + e);
-                        if (silu)
-                            for (int i = 0; i < VL; i++) z[i] = z[i] / (1.0f + exp_approx(-z[i]));
+                        z = vload(src[k][l] + e, cn);
+                        if (silu) {
+                            float tmp[VL];
+                            silu_row((float *)&z, tmp, VL);
+                        }
                     }
                     d[k][l] = z;
                 }
@@ -84,25 +96,7 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
             for (int i = 0; i < 6; i++) {
                 vf r[6];
                 BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-                for (int j = 0; j < 6; j++) vstore(dst + (i * 6 + j) * plane + e, r[j]);
-            }
-        }
-        for (long e = cv; e < c; e++) {
-            float d[6][6], t[6][6];
-            for (int k = 0; k < 6; k++)
-                for (int l = 0; l < 6; l++) {
-                    float z = src[k][l] ? src[k][l][e] : 0.0f;
-                    d[k][l] = silu ? z / (1.0f + exp_approx(-z)) : z;
-                }
-            for (int l = 0; l < 6; l++) {
-                float r[6];
-                BT6(r, d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
-                for (int i = 0; i < 6; i++) t[i][l] = r[i];
-            }
-            for (int i = 0; i < 6; i++) {
-                float r[6];
-                BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-                for (int j = 0; j < 6; j++) dst[(i * 6 + j) * plane + e] = r[j];
+                for (int j = 0; j < 6; j++) vstore(dst + (i * 6 + j) * plane + e, r[j], cn);
             }
         }
     }
@@ -113,7 +107,6 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
 void gencli_winograd_output(const float *m, float *out, const float *bias, const float *sample_bias,
                             const float *residual, long n, long h, long w, long co, long p0, long p1) {
     const long th = h / 4, tw = w / 4, plane = (p1 - p0) * co;
-    const long cv = co - co % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -121,42 +114,25 @@ void gencli_winograd_output(const float *m, float *out, const float *bias, const
         const float *src = m + (p - p0) * co;
         const float *sb = sample_bias ? sample_bias + b * co : NULL;
         const long base = ((b * h + 4 * ty) * w + 4 * tx) * co;
-        for (long e = 0; e < cv; e += VL) {
+        for (long e = 0; e < co; e += VL) {
+            const long cn = co - e < VL ? co - e : VL;
             vf t[4][6];
             for (int j = 0; j < 6; j++) {
                 vf r[4];
-                AT6(r, vload(src + (0 * 6 + j) * plane + e), vload(src + (1 * 6 + j) * plane + e),
-                    vload(src + (2 * 6 + j) * plane + e), vload(src + (3 * 6 + j) * plane + e),
-                    vload(src + (4 * 6 + j) * plane + e), vload(src + (5 * 6 + j) * plane + e));
+                AT6(r, vload(src + (0 * 6 + j) * plane + e, cn), vload(src + (1 * 6 + j) * plane + e, cn),
+                    vload(src + (2 * 6 + j) * plane + e, cn), vload(src + (3 * 6 + j) * plane + e, cn),
+                    vload(src + (4 * 6 + j) * plane + e, cn), vload(src + (5 * 6 + j) * plane + e, cn));
                 for (int a = 0; a < 4; a++) t[a][j] = r[a];
             }
             vf add = {0};
-            if (bias) add += vload(bias + e);
-            if (sb) add += vload(sb + e);
+            if (bias) add += vload(bias + e, cn);
+            if (sb) add += vload(sb + e, cn);
             for (int a = 0; a < 4; a++) {
                 vf y[4];
                 AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
                 for (int bb = 0; bb < 4; bb++) {
                     const long off = base + (a * w + bb) * co + e;
-                    vstore(out + off, residual ? y[bb] + add + vload(residual + off) : y[bb] + add);
-                }
-            }
-        }
-        for (long e = cv; e < co; e++) {
-            float t[4][6];
-            for (int j = 0; j < 6; j++) {
-                float r[4];
-                AT6(r, src[(0 * 6 + j) * plane + e], src[(1 * 6 + j) * plane + e], src[(2 * 6 + j) * plane + e],
-                    src[(3 * 6 + j) * plane + e], src[(4 * 6 + j) * plane + e], src[(5 * 6 + j) * plane + e]);
-                for (int a = 0; a < 4; a++) t[a][j] = r[a];
-            }
-            const float add = (bias ? bias[e] : 0.0f) + (sb ? sb[e] : 0.0f);
-            for (int a = 0; a < 4; a++) {
-                float y[4];
-                AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
-                for (int bb = 0; bb < 4; bb++) {
-                    const long off = base + (a * w + bb) * co + e;
-                    out[off] = residual ? y[bb] + add + residual[off] : y[bb] + add;
+                    vstore(out + off, residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add, cn);
                 }
             }
         }
