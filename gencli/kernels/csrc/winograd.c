@@ -16,7 +16,7 @@
 #include "common.h"
 
 /* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
-typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
 #define VL 16
 
 /* r = BT d for six vectors d0..d5 */
@@ -44,22 +44,53 @@ static inline long source(long i, long size, int reflect) {
 }
 
 /* the n <= VL floats at p as a vector (the rest zero), and back: the last, partial block of channels
-   takes the same code as the full ones */
-static inline vf vload(const float *p, long n) {
+   takes the same code as the full ones. Callers are specialised for n == VL (ALWAYS_INLINE, called
+   with the constant), where these are single unaligned vector moves (a memcpy into a zeroed vector
+   compiled to two 32-byte stores and a 64-byte reload, a store-forwarding stall per load: 2-3x
+   slower transforms). */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+ALWAYS_INLINE vf vload(const float *p, long n) {
+    if (n == VL) return *(const vf *)p;
     vf v = {0};
-    if (n == VL) __builtin_memcpy(&v, p, sizeof v);
-    else __builtin_memcpy(&v, p, n * sizeof(float));
+    for (long i = 0; i < n; i++) v[i] = p[i];
     return v;
 }
-static inline void vstore(float *p, vf v, long n) {
-    if (n == VL) __builtin_memcpy(p, &v, sizeof v);
-    else __builtin_memcpy(p, &v, n * sizeof(float));
+ALWAYS_INLINE void vstore(float *p, vf v, long n) {
+    if (n == VL) *(vf *)p = v;
+    else for (long i = 0; i < n; i++) p[i] = v[i];
 }
 
-/* tiles [p0, p1) of x into v (36, p1 - p0, c) */
+/* channels [e, e + cn) of one tile: src[k][l] its 36 input pixels (NULL: zero), dst its first value in v */
+ALWAYS_INLINE void input_chunk(const float *const src[6][6], float *dst, long e, long cn, long plane, int silu) {
+    vf d[6][6], t[6][6];
+    for (int k = 0; k < 6; k++)
+        for (int l = 0; l < 6; l++) {
+            vf z = {0};
+            if (src[k][l]) {
+                z = vload(src[k][l] + e, cn);
+                if (silu) {
+                    float tmp[VL];
+                    silu_row((float *)&z, tmp, VL);
+                }
+            }
+            d[k][l] = z;
+        }
+    for (int l = 0; l < 6; l++) {
+        vf r[6];
+        BT6(r, d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
+        for (int i = 0; i < 6; i++) t[i][l] = r[i];
+    }
+    for (int i = 0; i < 6; i++) {
+        vf r[6];
+        BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        for (int j = 0; j < 6; j++) vstore(dst + (i * 6 + j) * plane + e, r[j], cn);
+    }
+}
+
+/* tiles [p0, p1) of x into v (36, p1 - p0, c), whose 36 planes lie `plane` floats apart */
 void gencli_winograd_input(const float *x, float *v, long n, long h, long w, long c, int silu, int reflect,
-                           long p0, long p1) {
-    const long th = h / 4, tw = w / 4, plane = (p1 - p0) * c;
+                           long p0, long p1, long plane) {
+    const long th = h / 4, tw = w / 4, cv = c - c % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -73,40 +104,40 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
             }
         }
         float *dst = v + (p - p0) * c;
-        for (long e = 0; e < c; e += VL) { /* VL channels at a time */
-            const long cn = c - e < VL ? c - e : VL;
-            vf d[6][6], t[6][6];
-            for (int k = 0; k < 6; k++)
-                for (int l = 0; l < 6; l++) {
-                    vf z = {0};
-                    if (src[k][l]) {
-                        z = vload(src[k][l] + e, cn);
-                        if (silu) {
-                            float tmp[VL];
-                            silu_row((float *)&z, tmp, VL);
-                        }
-                    }
-                    d[k][l] = z;
-                }
-            for (int l = 0; l < 6; l++) {
-                vf r[6];
-                BT6(r, d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
-                for (int i = 0; i < 6; i++) t[i][l] = r[i];
-            }
-            for (int i = 0; i < 6; i++) {
-                vf r[6];
-                BT6(r, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-                for (int j = 0; j < 6; j++) vstore(dst + (i * 6 + j) * plane + e, r[j], cn);
-            }
+        for (long e = 0; e < cv; e += VL) input_chunk(src, dst, e, VL, plane, silu);
+        if (cv < c) input_chunk(src, dst, cv, c - cv, plane, silu);
+    }
+}
+
+/* channels [e, e + cn) of one tile's outputs from src (its first value in m) into out at base */
+ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias, const float *sb,
+                                const float *residual, long base, long w, long co, long e, long cn, long plane) {
+    vf t[4][6];
+    for (int j = 0; j < 6; j++) {
+        vf r[4];
+        AT6(r, vload(src + (0 * 6 + j) * plane + e, cn), vload(src + (1 * 6 + j) * plane + e, cn),
+            vload(src + (2 * 6 + j) * plane + e, cn), vload(src + (3 * 6 + j) * plane + e, cn),
+            vload(src + (4 * 6 + j) * plane + e, cn), vload(src + (5 * 6 + j) * plane + e, cn));
+        for (int a = 0; a < 4; a++) t[a][j] = r[a];
+    }
+    vf add = {0};
+    if (bias) add += vload(bias + e, cn);
+    if (sb) add += vload(sb + e, cn);
+    for (int a = 0; a < 4; a++) {
+        vf y[4];
+        AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
+        for (int bb = 0; bb < 4; bb++) {
+            const long off = base + (a * w + bb) * co + e;
+            vstore(out + off, residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add, cn);
         }
     }
 }
 
-/* tiles [p0, p1) of the output from m (36, p1 - p0, co), plus bias (co), sample_bias (n, co) and
-   residual (the output's shape, NHWC), each where not NULL */
+/* tiles [p0, p1) of the output from m (36, p1 - p0, co; planes `plane` floats apart), plus bias (co),
+   sample_bias (n, co) and residual (the output's shape, NHWC), each where not NULL */
 void gencli_winograd_output(const float *m, float *out, const float *bias, const float *sample_bias,
-                            const float *residual, long n, long h, long w, long co, long p0, long p1) {
-    const long th = h / 4, tw = w / 4, plane = (p1 - p0) * co;
+                            const float *residual, long n, long h, long w, long co, long p0, long p1, long plane) {
+    const long th = h / 4, tw = w / 4, cv = co - co % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -114,27 +145,7 @@ void gencli_winograd_output(const float *m, float *out, const float *bias, const
         const float *src = m + (p - p0) * co;
         const float *sb = sample_bias ? sample_bias + b * co : NULL;
         const long base = ((b * h + 4 * ty) * w + 4 * tx) * co;
-        for (long e = 0; e < co; e += VL) {
-            const long cn = co - e < VL ? co - e : VL;
-            vf t[4][6];
-            for (int j = 0; j < 6; j++) {
-                vf r[4];
-                AT6(r, vload(src + (0 * 6 + j) * plane + e, cn), vload(src + (1 * 6 + j) * plane + e, cn),
-                    vload(src + (2 * 6 + j) * plane + e, cn), vload(src + (3 * 6 + j) * plane + e, cn),
-                    vload(src + (4 * 6 + j) * plane + e, cn), vload(src + (5 * 6 + j) * plane + e, cn));
-                for (int a = 0; a < 4; a++) t[a][j] = r[a];
-            }
-            vf add = {0};
-            if (bias) add += vload(bias + e, cn);
-            if (sb) add += vload(sb + e, cn);
-            for (int a = 0; a < 4; a++) {
-                vf y[4];
-                AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
-                for (int bb = 0; bb < 4; bb++) {
-                    const long off = base + (a * w + bb) * co + e;
-                    vstore(out + off, residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add, cn);
-                }
-            }
-        }
+        for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane);
+        if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane);
     }
 }
