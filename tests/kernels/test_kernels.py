@@ -130,6 +130,7 @@ def test_winograd_comparison_catches_a_wrong_transform_entry(monkeypatch):
     rows = [list(r) for r in W._WINO_G]
     rows[3][1] = "-8001/15000"  # -8/15 off by 1.25e-4 relative
     monkeypatch.setattr(W, "_WINO_G", tuple(tuple(r) for r in rows))
+    monkeypatch.setattr(W, "_matrices64", W.winograd_matrices)  # past the parsed-once cache
     got = conv3x3_winograd(x, winograd_filters(weight), bias)
     assert rel_err(got, conv3x3_reference(*as64(x, weight, bias))) > 2 * FP32_RTOL
 
