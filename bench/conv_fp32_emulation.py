@@ -50,7 +50,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cl = torch.channels_last
-    print("| shape | fp32 GMAC/s | fpmath bf16 GMAC/s (err) | bf16x3 GMAC/s (err) | bf16 tensors GMAC/s (err) | fp32 err |")
+    print("| shape | fp32 GMAC/s | fpmath bf16 GMAC/s (err) | bf16x3 GMAC/s (err) | bf16 tensors GMAC/s (err) "
+          "| fp32 err |")
     print("|---|---|---|---|---|---|")
     for cin, cout, size, k, pad in SHAPES:
         x = torch.randn(8, cin, size, size).relu().contiguous(memory_format=cl)

@@ -219,8 +219,8 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
     (``out``'s shape, channels_last)."""
     n, co, h, w = out.shape
     p0, p1 = tiles
-    if (not _planes(m, p1 - p0, co) or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4) or out.dtype != torch.float32
-            or not out.is_contiguous(memory_format=torch.channels_last)):
+    if (not _planes(m, p1 - p0, co) or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4)
+            or out.dtype != torch.float32 or not out.is_contiguous(memory_format=torch.channels_last)):
         raise ValueError("winograd_output takes an fp32 (36, tiles, CO) m of contiguous rows and an fp32 NHWC out")
     if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
                                  or not residual.is_contiguous(memory_format=torch.channels_last)):
@@ -235,7 +235,8 @@ def plane_stride(rows: int, cols: int) -> int:
     """Floats between the 36 planes of a Winograd tile buffer of (rows, cols) planes: the plane
     size, plus one cache line where that is a multiple of 4 KiB (the transforms read or write the
     36 planes at once; 36 streams a multiple of 4 KiB apart share cache sets and evict each other:
-    measured 2x slower transforms at 16 x 32 x 32 x 256 on a Xeon)."""
+    measured on a 2-core Xeon, the data transform at 16 x 256 x 32 x 32 1.3x slower, the cifar10
+    UNet's forward ~3%)."""
     size = rows * cols
     return size + 16 if size % 1024 == 0 else size
 
