@@ -112,7 +112,7 @@ def _library():
             return None
     p, i, lg, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
     for name, args, res in (("gencli_group_norm_nhwc", [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i], ctypes.c_int),
-                            ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg], None),
+                            ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -192,22 +192,30 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
     return out
 
 
+def tile_grid(h: int, w: int) -> tuple[int, int]:
+    """Tiles down and across an (h, w) output of Winograd F(4x4, 3x3): 4x4 outputs each, the last
+    row and column partial where a side is not a multiple of 4."""
+    return -(-h // 4), -(-w // 4)
+
+
 def winograd_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], *, silu: bool = False,
-                   reflect: bool = False) -> torch.Tensor:
-    """Winograd F(4x4, 3x3)'s data transform of the ``tiles`` [p0, p1) (p = (n * H/4 + ty) * W/4
-    + tx) of ``x`` (N, C, H, W; fp32 channels_last, H and W multiples of 4) padded by 1 (zeros, or
-    ``reflect``), SiLU first with ``silu``: writes and returns ``out`` (36, p1 - p0, C) = B^T d B
-    per tile (see csrc/winograd.c). ``out``'s rows are contiguous; its 36 planes may lie further
-    apart than a plane's size (see :func:`plane_stride`)."""
+                   reflect: bool = False, pad: int = 1) -> torch.Tensor:
+    """Winograd F(4x4, 3x3)'s data transform of the ``tiles`` [p0, p1) (p = (n * TH + ty) * TW +
+    tx, (TH, TW) = :func:`tile_grid` of the output) of ``x`` (N, C, H, W; fp32 channels_last)
+    padded by ``pad`` (1: zeros, or ``reflect``; 0: none, an unpadded convolution), SiLU first with
+    ``silu``: writes and returns ``out`` (36, p1 - p0, C) = B^T d B per tile (see csrc/winograd.c).
+    ``out``'s rows are contiguous; its 36 planes may lie further apart than a plane's size (see
+    :func:`plane_stride`)."""
     n, c, h, w = x.shape
     p0, p1 = tiles
+    th, tw = tile_grid(h + 2 * pad - 2, w + 2 * pad - 2)
     if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
-            or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4)
-            or not _planes(out, p1 - p0, c)):
-        raise ValueError("winograd_input takes fp32 NHWC x (sides multiples of 4), a tile range and a "
+            or pad not in (0, 1) or (reflect and pad != 1) or min(h, w) + 2 * pad < 3
+            or not 0 <= p0 < p1 <= n * th * tw or not _planes(out, p1 - p0, c)):
+        raise ValueError("winograd_input takes fp32 NHWC x, padding 0 or 1 (reflect: 1), a tile range and a "
                          "(36, tiles, C) out of contiguous rows")
     _function("gencli_winograd_input")(x.data_ptr(), out.data_ptr(), n, h, w, c, bool(silu), bool(reflect), p0, p1,
-                                       out.stride(0))
+                                       out.stride(0), pad)
     return out
 
 
@@ -219,7 +227,8 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
     (``out``'s shape, channels_last)."""
     n, co, h, w = out.shape
     p0, p1 = tiles
-    if (not _planes(m, p1 - p0, co) or h % 4 or w % 4 or not 0 <= p0 < p1 <= n * (h // 4) * (w // 4)
+    th, tw = tile_grid(h, w)
+    if (not _planes(m, p1 - p0, co) or not 0 <= p0 < p1 <= n * th * tw
             or out.dtype != torch.float32 or not out.is_contiguous(memory_format=torch.channels_last)):
         raise ValueError("winograd_output takes an fp32 (36, tiles, CO) m of contiguous rows and an fp32 NHWC out")
     if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32

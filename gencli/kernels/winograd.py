@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3): stride-1, padding-1 3x3 convolutions with 4x fewer multiplications.
+"""Winograd F(4x4, 3x3): stride-1 3x3 convolutions (padding 1 or 0) with 4x fewer multiplications.
 
 :func:`conv3x3_winograd` is the kernel (fp32 on the CPU is where it pays; see
 :mod:`gencli.kernels.fast_path` for when it is used), :func:`conv3x3_reference` the same
@@ -96,8 +96,10 @@ def winograd_filters(weight: torch.Tensor) -> WinogradFilters:
 def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tensor | None = None, *,
                      silu: bool = False, sample_bias: torch.Tensor | None = None,
                      residual: torch.Tensor | None = None, workspace: Workspace | None = None,
-                     padding_mode: str = "zeros") -> torch.Tensor:
-    """3x3 convolution (stride 1, padding 1) of ``x`` (N, C, H, W; H and W multiples of 4).
+                     padding_mode: str = "zeros", padding: int = 1) -> torch.Tensor:
+    """3x3 convolution (stride 1) of ``x`` (N, C, H, W) with ``padding`` 1 or 0 (an output of
+    H - 2 x W - 2). The C transforms take any size; the torch ones (no compiler) padding 1 and H,
+    W multiples of 4.
 
     ``padding_mode``: "zeros" (``Conv2d(padding=1)``) or "reflect" (``ReflectionPad2d(1)`` then an
     unpadded conv, as the CycleGAN ResnetBlock; H and W >= 2). ``sample_bias`` (N, out) is added
@@ -107,25 +109,32 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     buf = workspace or _fresh
     n, c, h, w = x.shape
     co = u.shape[2]
-    th, tw = h // 4, w // 4
-    p = n * th * tw
     if padding_mode not in ("zeros", "reflect"):
         raise ValueError(f"padding_mode must be 'zeros' or 'reflect', got {padding_mode!r}")
+    if padding not in (0, 1) or (padding_mode == "reflect" and padding != 1):
+        raise ValueError(f"padding must be 1, or 0 with zeros padding mode; got {padding} ({padding_mode})")
     if native_transforms(x):
         # the transforms as gencli's C kernels, the 36 GEMMs by torch's BLAS, in blocks of tiles
         # (measured: fewer, larger blocks win; the block bound only caps the scratch memory)
         x = x.contiguous(memory_format=torch.channels_last)
         if residual is not None:
             residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
-        out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+        ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
+        th, tw = native.tile_grid(ho, wo)
+        p = n * th * tw
+        out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
         step = max(NATIVE_BLOCK_BYTES // (36 * 4 * max(c, co)), 8)
         for p0 in range(0, p, step):
             p1 = min(p0 + step, p)
             v = native.winograd_input(x, _planes(buf, "v", p1 - p0, c, x), (p0, p1), silu=silu,
-                                      reflect=padding_mode == "reflect")
+                                      reflect=padding_mode == "reflect", pad=padding)
             m = torch.bmm(v, u, out=_planes(buf, "m", p1 - p0, co, x))
             native.winograd_output(m, out, (p0, p1), bias=bias, sample_bias=sample_bias, residual=residual)
         return out
+    if padding != 1 or h % 4 or w % 4:
+        raise ValueError("without gencli's C kernels, Winograd takes padding 1 and sides that are multiples of 4")
+    th, tw = h // 4, w // 4
+    p = n * th * tw
     # padded NHWC copy of the input (SiLU applied on the way)
     xp = buf("pad", n * (h + 2) * (w + 2) * c, x).view(n, h + 2, w + 2, c)
     s = xp.stride()
@@ -181,13 +190,14 @@ def native_transforms(x: torch.Tensor) -> bool:
 
 def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                       silu: bool = False, sample_bias: torch.Tensor | None = None,
-                      residual: torch.Tensor | None = None, padding_mode: str = "zeros") -> torch.Tensor:
+                      residual: torch.Tensor | None = None, padding_mode: str = "zeros",
+                      padding: int = 1) -> torch.Tensor:
     """What :func:`conv3x3_winograd` computes, with ``F.conv2d``."""
     x = F.silu(x) if silu else x
     if padding_mode == "reflect":
         out = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias)
     else:
-        out = F.conv2d(x, weight, bias, padding=1)
+        out = F.conv2d(x, weight, bias, padding=padding)
     if sample_bias is not None:
         out = out + sample_bias[:, :, None, None]
     if residual is not None:

@@ -18,7 +18,11 @@ features). ``logits_unbiased`` is ``pool3 @ fc.weight.T`` (used by the Inception
 
 For inference :meth:`FIDInceptionV3.fused` folds each BatchNorm into the convolution before it
 (``w * g / sqrt(v + eps)``, ``b - m * g / sqrt(v + eps)``), which is exact up to float rounding
-and saves a full pass over every activation; the model then runs in channels-last layout.
+and saves a full pass over every activation; the model then runs in channels-last layout, and on
+the CPU in fp32 its stride-1 3x3 convolutions (36% of its multiply-adds) run as Winograd F(4x4, 3x3)
+(:mod:`gencli.kernels.winograd`, with gencli's C transforms; where those are not built, the
+convolutions stay direct): 1.1-2.4x quicker per layer, each layer's output within ~1e-6 relative of
+the direct convolution's (measured: 5-10e-7, against 1-4e-7 for fp32 direct convolution).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
+from gencli.kernels.winograd import conv3x3_winograd, native_transforms, winograd_filters
 
 __all__ = [
     "FEATURE_DIMS",
@@ -50,15 +55,35 @@ BN_EPS = 0.001
 
 
 class BasicConv2d(nn.Module):
-    """conv (no bias) -> BatchNorm(eps=0.001) -> ReLU; after :meth:`fuse` the conv has a bias."""
+    """conv (no bias) -> BatchNorm(eps=0.001) -> ReLU; after :meth:`fuse` the conv has a bias,
+    and with ``winograd`` a stride-1 3x3 conv runs as Winograd on CPU fp32 inputs (no grad)."""
 
     def __init__(self, cin: int, cout: int, **kwargs: Any):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
         self.bn: nn.Module = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.winograd = False
+        self._filters: tuple[Any, Any] | None = None  # (weight version key, WinogradFilters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.winograd and not torch.is_grad_enabled() and native_transforms(x):
+            return F.relu(conv3x3_winograd(x, self._winograd_filters(), self.conv.bias,
+                                           padding=self.conv.padding[0]), inplace=True)
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+    def _winograd_filters(self) -> Any:
+        w = self.conv.weight
+        key = (w.data_ptr(), w._version)
+        if self._filters is None or self._filters[0] != key:
+            self._filters = (key, winograd_filters(w))
+        return self._filters[1]
+
+    def winograd_applies(self) -> bool:
+        """Whether the (fused) conv is one that :func:`conv3x3_winograd` computes."""
+        c = self.conv
+        return (isinstance(self.bn, nn.Identity) and c.bias is not None and c.kernel_size == (3, 3)
+                and c.stride == (1, 1) and c.dilation == (1, 1) and c.groups == 1
+                and c.padding in ((0, 0), (1, 1)) and c.padding_mode == "zeros")
 
     @torch.no_grad()
     def fuse(self) -> None:
@@ -257,16 +282,18 @@ class FIDInceptionV3(nn.Module):
                 del out[key]
         return out
 
-    def fused(self) -> FIDInceptionV3:
+    def fused(self, winograd: bool = True) -> FIDInceptionV3:
         """A copy for inference: BatchNorm folded into the convolutions, channels-last, eval."""
-        return copy.deepcopy(self).fuse_()
+        return copy.deepcopy(self).fuse_(winograd)
 
-    def fuse_(self) -> FIDInceptionV3:
-        """In place: fold BatchNorm into the convolutions, channels-last, eval, no grad."""
+    def fuse_(self, winograd: bool = True) -> FIDInceptionV3:
+        """In place: fold BatchNorm into the convolutions, channels-last, eval, no grad; with
+        ``winograd``, stride-1 3x3 convolutions run as Winograd on the CPU in fp32 (see above)."""
         self.eval()
         for module in self.modules():
             if isinstance(module, BasicConv2d):
                 module.fuse()
+                module.winograd = winograd and module.winograd_applies()
         self.is_fused = True
         return self.to(memory_format=torch.channels_last).requires_grad_(False)
 

@@ -94,6 +94,39 @@ def test_winograd_fused_silu_biases_and_residual(shape, channels_last):
     assert rel_err(no_bias, conv3x3_reference(*as64(x, weight))) < FP32_RTOL
 
 
+# sides that are not multiples of 4 (partial last tiles) and unpadded convolutions: the C transforms only
+ANY_SIZE = [((2, 16, 24, 35, 35), 1), ((1, 8, 12, 73, 71), 0), ((2, 32, 40, 9, 6), 0), ((1, 20, 19, 5, 7), 1),
+            ((3, 16, 16, 8, 8), 0), ((1, 4, 4, 3, 3), 0)]
+
+
+@pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
+@pytest.mark.parametrize("shape,padding", ANY_SIZE, ids=str)
+def test_winograd_any_size_and_unpadded_with_the_c_transforms(shape, padding):
+    n, c, co, h, w = shape
+    ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
+    x, weight, bias = conv_case(*shape, seed=3)
+    g = torch.Generator().manual_seed(4)
+    sample_bias, residual = torch.randn(n, co, generator=g), torch.randn(n, co, ho, wo, generator=g)
+    got = conv3x3_winograd(x, winograd_filters(weight), bias, padding=padding, sample_bias=sample_bias,
+                           residual=residual, silu=True)
+    assert got.shape == (n, co, ho, wo)
+    want = conv3x3_reference(*as64(x, weight, bias), padding=padding, sample_bias=sample_bias.double(),
+                             residual=residual.double(), silu=True)
+    assert rel_err(got, want) < FP32_RTOL
+
+
+def test_winograd_torch_transforms_refuse_what_only_the_c_ones_take(monkeypatch):
+    monkeypatch.setattr(W, "native_transforms", lambda x: False)
+    x, weight, bias = conv_case(1, 4, 4, 8, 8)
+    with pytest.raises(ValueError, match="C kernels"):
+        conv3x3_winograd(x, winograd_filters(weight), bias, padding=0)
+    x, weight, bias = conv_case(1, 4, 4, 6, 8)
+    with pytest.raises(ValueError, match="C kernels"):
+        conv3x3_winograd(x, winograd_filters(weight), bias)
+    with pytest.raises(ValueError, match="padding"):
+        conv3x3_winograd(x, winograd_filters(weight), bias, padding=0, padding_mode="reflect")
+
+
 @both_transforms
 def test_winograd_in_float64_is_exact_to_rounding():
     x, weight, bias = conv_case(2, 16, 24, 8, 12, dtype=torch.float64)

@@ -71,6 +71,24 @@ def test_fused_channels_last_matches(reference, small_input, reference_out):
         assert (out[k] - reference_out[k]).abs().max() <= 2e-5 * scale, k
 
 
+def test_fused_winograd_matches_direct_convolutions(reference, small_input):
+    from gencli.kernels import native
+    from gencli.metrics.inception import BasicConv2d
+
+    if not native.available():
+        pytest.skip("no C compiler: the Inception keeps direct convolutions")
+    wino, direct = reference.fused(), reference.fused(winograd=False)
+    layers = [m for m in wino.modules() if isinstance(m, BasicConv2d) and m.winograd]
+    # the stride-1 3x3 convs: Conv2d_2a/2b/4a, two per Mixed_5b/5c/5d, one in Mixed_6a/7b/7c
+    assert len(layers) == 12 and not any(m.winograd for m in direct.modules() if isinstance(m, BasicConv2d))
+    x = small_input.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got, want = wino(x, ALL), direct(x, ALL)
+    for k in ALL:
+        assert (got[k] - want[k]).abs().max() <= 1e-5 * want[k].abs().max(), k
+    assert not torch.equal(got["2048"], want["2048"])  # the Winograd path did run
+
+
 def test_torchvision_key_names(state):
     keys = set(state)
     assert "Conv2d_1a_3x3.conv.weight" in keys

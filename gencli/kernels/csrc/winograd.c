@@ -4,8 +4,12 @@
  * matmuls per transform, the final permute and residual add) with one pass over the data.
  *
  *   input:  V[i*6 + j, p, c] = sum_kl BT[i][k] d_p[k][l] BT[j][l], d_p the 6x6 tile of the padded
- *           input (SiLU applied first when asked) at tile p = (n, ty, tx), rows 4ty-1.., cols 4tx-1..
+ *           input (SiLU applied first when asked) at tile p = (n, ty, tx), rows 4ty-pad.., cols
+ *           4tx-pad.. (pad 1: a padding-1 convolution; 0: an unpadded one)
  *   output: out[n, 4ty + a, 4tx + b, o] = sum_ij AT[a][i] M[i*6 + j, p, o] AT[b][j] (+ residual)
+ *
+ * Output sides need not be multiples of 4: the last row and column of tiles read zeros past the
+ * input and write only the outputs that exist.
  *
  * The matrices are gencli.kernels.winograd's (interpolation points 0, 1, -1, 1/2, -2, infinity).
  */
@@ -87,19 +91,20 @@ ALWAYS_INLINE void input_chunk(const float *const src[6][6], float *dst, long e,
     }
 }
 
-/* tiles [p0, p1) of x into v (36, p1 - p0, c), whose 36 planes lie `plane` floats apart */
+/* tiles [p0, p1) of x into v (36, p1 - p0, c), whose 36 planes lie `plane` floats apart; the output
+   is (h + 2 pad - 2) x (w + 2 pad - 2), in tiles of 4x4 */
 void gencli_winograd_input(const float *x, float *v, long n, long h, long w, long c, int silu, int reflect,
-                           long p0, long p1, long plane) {
-    const long th = h / 4, tw = w / 4, cv = c - c % VL;
+                           long p0, long p1, long plane, long pad) {
+    const long th = (h + 2 * pad + 1) / 4, tw = (w + 2 * pad + 1) / 4, cv = c - c % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
         const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
         const float *src[6][6]; /* each tile position's input pixel, or NULL for a zero */
         for (int k = 0; k < 6; k++) {
-            const long r = source(4 * ty - 1 + k, h, reflect);
+            const long r = source(4 * ty - pad + k, h, reflect);
             for (int l = 0; l < 6; l++) {
-                const long q = source(4 * tx - 1 + l, w, reflect);
+                const long q = source(4 * tx - pad + l, w, reflect);
                 src[k][l] = (r < 0 || q < 0) ? NULL : x + ((b * h + r) * w + q) * c;
             }
         }
@@ -109,9 +114,9 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
     }
 }
 
-/* channels [e, e + cn) of one tile's outputs from src (its first value in m) into out at base */
-ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias, const float *sb,
-                                const float *residual, long base, long w, long co, long e, long cn, long plane) {
+/* channels [e, e + cn) of one tile's first na x nb outputs from src (its first value in m) into out at base */
+ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias, const float *sb, const float *residual,
+                                long base, long w, long co, long e, long cn, long plane, int na, int nb) {
     vf t[4][6];
     for (int j = 0; j < 6; j++) {
         vf r[4];
@@ -123,10 +128,10 @@ ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias,
     vf add = {0};
     if (bias) add += vload(bias + e, cn);
     if (sb) add += vload(sb + e, cn);
-    for (int a = 0; a < 4; a++) {
+    for (int a = 0; a < na; a++) {
         vf y[4];
         AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
-        for (int bb = 0; bb < 4; bb++) {
+        for (int bb = 0; bb < nb; bb++) {
             const long off = base + (a * w + bb) * co + e;
             vstore(out + off, residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add, cn);
         }
@@ -137,7 +142,7 @@ ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias,
    sample_bias (n, co) and residual (the output's shape, NHWC), each where not NULL */
 void gencli_winograd_output(const float *m, float *out, const float *bias, const float *sample_bias,
                             const float *residual, long n, long h, long w, long co, long p0, long p1, long plane) {
-    const long th = h / 4, tw = w / 4, cv = co - co % VL;
+    const long th = (h + 3) / 4, tw = (w + 3) / 4, cv = co - co % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -145,7 +150,13 @@ void gencli_winograd_output(const float *m, float *out, const float *bias, const
         const float *src = m + (p - p0) * co;
         const float *sb = sample_bias ? sample_bias + b * co : NULL;
         const long base = ((b * h + 4 * ty) * w + 4 * tx) * co;
-        for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane);
-        if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane);
+        const int na = h - 4 * ty < 4 ? (int)(h - 4 * ty) : 4, nb = w - 4 * tx < 4 ? (int)(w - 4 * tx) : 4;
+        if (na == 4 && nb == 4) { /* whole tiles: the specialised code */
+            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, 4, 4);
+            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, 4, 4);
+        } else {
+            for (long e = 0; e < co; e += VL)
+                output_chunk(src, out, bias, sb, residual, base, w, co, e, co - e < VL ? co - e : VL, plane, na, nb);
+        }
     }
 }
