@@ -1,0 +1,104 @@
+"""The FID Inception's stride-1 3x3 convolutions: Winograd (gencli's default on CPU fp32) against
+oneDNN's direct convolution, per layer and for the whole forward.
+
+Per layer: each of the 12 convolutions the fused Inception runs as Winograd, at its real input size
+for a 299x299 image, batch ``--batch``: median time direct (``F.conv2d``, channels_last) and
+Winograd (:func:`gencli.kernels.winograd.conv3x3_winograd`), and both outputs' relative error
+against a float64 convolution. Whole forward: ``FIDInceptionV3.fused()`` against
+``fused(winograd=False)`` (random weights, 2048-d features), interleaved, ms per image, and the
+features' largest difference relative to their largest value.
+
+Usage: ``python bench/inception_winograd.py [--batch 8] [--repeats 5] [--threads 2]``. Needs the C
+kernels (a C compiler); measured results in bench/README.md (fid_vs_anchors section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    from gencli.kernels import native
+    from gencli.kernels.winograd import conv3x3_winograd, winograd_filters
+    from gencli.metrics.inception import BasicConv2d, FIDInceptionV3
+    from gencli.metrics.testing import random_inception_state
+    from gencli.runtime import cpu_features, tune_allocator
+
+    if not native.available():
+        print("gencli's C kernels are not built here (no C compiler, or GENCLI_NATIVE=0): nothing to compare")
+        return 1
+    tune_allocator()
+    torch.set_num_threads(args.threads)
+    model = FIDInceptionV3()
+    model.load_state_dict(random_inception_state(0), strict=False)
+    wino, direct = model.eval().fused(), model.eval().fused(winograd=False)
+    cl = torch.channels_last
+    x = (torch.rand(args.batch, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1).contiguous(
+        memory_format=cl)
+    print(f"# {cpu_features()}, torch {torch.__version__}, {args.threads} threads, batch {args.batch}")
+
+    inputs: dict[str, torch.Tensor] = {}
+    names = {m: n for n, m in wino.named_modules()}
+    hooks = [m.register_forward_pre_hook(lambda mod, a: inputs.setdefault(names[mod], a[0].clone()))
+             for m in wino.modules() if isinstance(m, BasicConv2d) and m.winograd]
+    with torch.inference_mode():
+        wino(x)
+    for h in hooks:
+        h.remove()
+    print("| layer | in -> out @ size | direct ms | Winograd ms | speed-up | error direct | error Winograd |")
+    print("|---|---|---|---|---|---|---|")
+    with torch.inference_mode():
+        for name, inp in inputs.items():
+            conv = wino.get_submodule(name).conv
+            pad = conv.padding[0]
+            filters = winograd_filters(conv.weight)
+            ref = F.conv2d(inp.double(), conv.weight.double(), conv.bias.double(), padding=pad)
+
+            def err(y: torch.Tensor) -> float:
+                return ((y.double() - ref).abs().max() / ref.abs().max()).item()
+
+            def d() -> torch.Tensor:
+                return F.conv2d(inp, conv.weight, conv.bias, padding=pad)
+
+            def w() -> torch.Tensor:
+                return conv3x3_winograd(inp, filters, conv.bias, padding=pad)
+
+            td, tw = median_ms(d, args.repeats), median_ms(w, args.repeats)
+            print(f"| {name} | {conv.in_channels} -> {conv.out_channels} @ {inp.shape[2]} | {td:.2f} | {tw:.2f} | "
+                  f"{td / tw:.2f}x | {err(d()):.1e} | {err(w()):.1e} |")
+
+        tw_all, td_all = [], []
+        for _ in range(args.repeats):  # interleaved
+            tw_all.append(median_ms(lambda: wino(x), 1) / args.batch)
+            td_all.append(median_ms(lambda: direct(x), 1) / args.batch)
+        fw, fd = wino(x)["2048"], direct(x)["2048"]
+    diff = ((fw - fd).abs().max() / fd.abs().max()).item()
+    print(f"whole forward: Winograd {statistics.median(tw_all):.1f} ms/image, direct {statistics.median(td_all):.1f} "
+          f"ms/image ({statistics.median(td_all) / statistics.median(tw_all):.2f}x); 2048-d features differ by "
+          f"{diff:.1e} of their largest value")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
