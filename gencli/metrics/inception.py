@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
+from gencli.kernels.fast_path import FastState
 from gencli.kernels.winograd import conv3x3_winograd, native_transforms, winograd_filters
 
 __all__ = [
@@ -56,27 +57,27 @@ BN_EPS = 0.001
 
 class BasicConv2d(nn.Module):
     """conv (no bias) -> BatchNorm(eps=0.001) -> ReLU; after :meth:`fuse` the conv has a bias,
-    and with ``winograd`` a stride-1 3x3 conv runs as Winograd on CPU fp32 inputs (no grad)."""
+    and with a ``fast`` state (set by :meth:`FIDInceptionV3.fuse_`) a stride-1 3x3 conv runs as
+    Winograd on CPU fp32 inputs (no grad), its filters and scratch memory kept by that state."""
 
     def __init__(self, cin: int, cout: int, **kwargs: Any):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
         self.bn: nn.Module = nn.BatchNorm2d(cout, eps=BN_EPS)
-        self.winograd = False
-        self._filters: tuple[Any, Any] | None = None  # (weight version key, WinogradFilters)
+        self.fast: FastState | None = None
+
+    @property
+    def winograd(self) -> bool:
+        return self.fast is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.winograd and not torch.is_grad_enabled() and native_transforms(x):
-            return F.relu(conv3x3_winograd(x, self._winograd_filters(), self.conv.bias,
-                                           padding=self.conv.padding[0]), inplace=True)
+        fast = self.fast
+        if fast is not None and not torch.is_grad_enabled() and native_transforms(x):
+            w = self.conv.weight
+            filters = fast.cached(("wino", id(self)), (w,), lambda: winograd_filters(w))
+            return F.relu(conv3x3_winograd(x, filters, self.conv.bias, padding=self.conv.padding[0],
+                                           workspace=fast.workspace), inplace=True)
         return F.relu(self.bn(self.conv(x)), inplace=True)
-
-    def _winograd_filters(self) -> Any:
-        w = self.conv.weight
-        key = (w.data_ptr(), w._version)
-        if self._filters is None or self._filters[0] != key:
-            self._filters = (key, winograd_filters(w))
-        return self._filters[1]
 
     def winograd_applies(self) -> bool:
         """Whether the (fused) conv is one that :func:`conv3x3_winograd` computes."""
@@ -290,10 +291,11 @@ class FIDInceptionV3(nn.Module):
         """In place: fold BatchNorm into the convolutions, channels-last, eval, no grad; with
         ``winograd``, stride-1 3x3 convolutions run as Winograd on the CPU in fp32 (see above)."""
         self.eval()
+        state = FastState(channels_last=True, winograd=True)  # one for all layers: shared scratch memory
         for module in self.modules():
             if isinstance(module, BasicConv2d):
                 module.fuse()
-                module.winograd = winograd and module.winograd_applies()
+                module.fast = state if winograd and module.winograd_applies() else None
         self.is_fused = True
         return self.to(memory_format=torch.channels_last).requires_grad_(False)
 

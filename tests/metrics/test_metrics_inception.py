@@ -89,6 +89,15 @@ def test_fused_winograd_matches_direct_convolutions(reference, small_input):
     assert not torch.equal(got["2048"], want["2048"])  # the Winograd path did run
 
 
+def test_fused_model_built_under_inference_mode_runs(state, small_input):
+    # inference tensors have no version counter: the Winograd filters' cache must not need one
+    with torch.inference_mode():
+        model = FIDInceptionV3()
+        model.load_state_dict(state, strict=False)
+        out = model.fuse_()(small_input.contiguous(memory_format=torch.channels_last), ["2048"])
+    assert out["2048"].shape == (2, 2048) and torch.isfinite(out["2048"]).all()
+
+
 def test_torchvision_key_names(state):
     keys = set(state)
     assert "Conv2d_1a_3x3.conv.weight" in keys
