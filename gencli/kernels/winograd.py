@@ -126,9 +126,9 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         step = max(NATIVE_BLOCK_BYTES // (36 * 4 * max(c, co)), 8)
         for p0 in range(0, p, step):
             p1 = min(p0 + step, p)
-            v = native.winograd_input(x, _planes(buf, "v", p1 - p0, c, x), (p0, p1), silu=silu,
+            v = native.winograd_input(x, _tile_buffer(buf, "v", p1 - p0, c, x), (p0, p1), silu=silu,
                                       reflect=padding_mode == "reflect", pad=padding)
-            m = torch.bmm(v, u, out=_planes(buf, "m", p1 - p0, co, x))
+            m = torch.bmm(v, u, out=_tile_buffer(buf, "m", p1 - p0, co, x))
             native.winograd_output(m, out, (p0, p1), bias=bias, sample_bias=sample_bias, residual=residual)
         return out
     if padding != 1 or h % 4 or w % 4:
@@ -176,7 +176,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
 
 
-def _planes(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
     """A (36, rows, cols) tile buffer whose planes lie :func:`native.plane_stride` apart."""
     stride = native.plane_stride(rows, cols)
     return buf(role, 35 * stride + rows * cols, like).as_strided((36, rows, cols), (stride, cols, 1))
