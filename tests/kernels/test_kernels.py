@@ -146,6 +146,27 @@ def test_winograd_reused_workspace_gives_the_same_bits():
         assert torch.equal(fresh, reused)
 
 
+@pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
+def test_winograd_gemms_write_contiguous_planes_out_of_each_others_cache_sets(monkeypatch):
+    """16 tiles x 64 channels is a 4 KiB-multiple plane: the GEMMs get a spare row (their output
+    stays contiguous, one batched BLAS call) that the output transform never reads, even when the
+    scratch memory holds NaNs."""
+    outs = []
+    bmm = torch.bmm
+
+    def recording(a, b, *, out=None):
+        outs.append(out)
+        return bmm(a, b, out=out)
+    monkeypatch.setattr(torch, "bmm", recording)
+    x, weight, bias = conv_case(1, 32, 64, 16, 16, seed=5)
+    filters = winograd_filters(weight)
+    poisoned = conv3x3_winograd(x, filters, bias, workspace=lambda role, n, like: torch.full((n,), float("nan")))
+    assert [o.shape for o in outs] == [(36, 17, 64)] and outs[0].is_contiguous()
+    assert (outs[0].stride(0) * 4) % 4096 != 0
+    assert torch.equal(poisoned, conv3x3_winograd(x, filters, bias))
+    assert rel_err(poisoned, conv3x3_reference(*as64(x, weight, bias))) < FP32_RTOL
+
+
 @both_transforms
 @pytest.mark.parametrize("where", [(0, 0, 0, 0), (5, 3, 1, 1), (47, 31, 2, 1)])
 def test_winograd_comparison_catches_one_wrong_tap(where):

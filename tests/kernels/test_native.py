@@ -28,7 +28,8 @@ def _nhwc(t):
 
 
 @pytest.mark.parametrize("shape,groups", [((3, 64, 8, 8), 32), ((1, 96, 5, 7), 3), ((2, 64, 16, 16), 64),
-                                          ((4, 32, 1, 1), 8), ((1, 512, 4, 4), 32)])
+                                          ((4, 32, 1, 1), 8), ((1, 512, 4, 4), 32),
+                                          ((2, 40, 3, 5), 8)])  # 40 channels: a partial 16-lane chunk
 @pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
                                     (torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32)])
 @pytest.mark.parametrize("silu", [False, True])

@@ -48,6 +48,20 @@ static inline void store_row(const gn_job *j, long offset, long cb, const float 
     }
 }
 
+/* o = act((v - m) * a + b) for n <= APPLY channels. Specialised (always inlined with the
+   constant) for n == APPLY, where the chunk stays in vector registers: one pass of loads, the
+   arithmetic and one store (separate row loops for the affine, the exponential and the division
+   stored and reloaded the row three times: ~2x slower). */
+#define APPLY 16
+static inline __attribute__((always_inline)) void apply_chunk(const float *restrict v, const float *restrict m,
+                                                              const float *restrict a, const float *restrict b,
+                                                              float *restrict o, long n, int silu) {
+    float r[APPLY], tmp[APPLY];
+    for (long i = 0; i < n; i++) r[i] = (v[i] - m[i]) * a[i] + b[i];
+    if (silu) silu_row(r, tmp, n);
+    for (long i = 0; i < n; i++) o[i] = r[i];
+}
+
 /* one unit: sample n, channels [c0, c0 + cb); scratch: SCRATCH * cb floats */
 #define SCRATCH 12 /* 8 rows of floats, 2 of doubles */
 #define CHUNK 256
@@ -96,11 +110,15 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
             b[i] = j->beta ? j->beta[c0 + i] : 0.0f;
         }
     }
+    const long cv = cb - cb % APPLY;
     for (long p = 0; p < j->hw; p++) {
-        const float *v = load_row(j, base + p * j->c, cb, buf);
-        for (long i = 0; i < cb; i++) o[i] = (v[i] - m[i]) * a[i] + b[i];
-        if (j->silu) silu_row(o, buf, cb); /* buf is free once v has been read */
-        store_row(j, base + p * j->c, cb, o);
+        const long offset = base + p * j->c;
+        const float *v = load_row(j, offset, cb, buf);
+        /* fp32 out: straight into y; bf16: into o, then rounded */
+        float *dst = j->y_bf16 ? o : (float *)j->y + offset;
+        for (long i = 0; i < cv; i += APPLY) apply_chunk(v + i, m + i, a + i, b + i, dst + i, APPLY, j->silu);
+        if (cv < cb) apply_chunk(v + cv, m + cv, a + cv, b + cv, dst + cv, cb - cv, j->silu);
+        if (j->y_bf16) store_row(j, offset, cb, o);
     }
 }
 
