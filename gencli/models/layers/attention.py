@@ -67,8 +67,7 @@ class Attention(nn.Module):
         if fused_linear(o, residual):
             out = onednn.linear_add(o, residual, wo, bo)
         else:
-            out = torch.addmm(residual, o, wo.t())  # x + o W^T
-            out += bo
+            out = torch.add(residual, bo).addmm_(o, wo.t())  # (x + b) + o W^T: one pass besides the GEMM
         if self.rescale_output_factor != 1.0:
             out /= self.rescale_output_factor
         return out.view(b, hgt, wid, c).permute(0, 3, 1, 2)
