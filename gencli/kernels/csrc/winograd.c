@@ -154,9 +154,9 @@ void gencli_winograd_output(const float *m, float *out, const float *bias, const
         if (na == 4 && nb == 4) { /* whole tiles: the specialised code */
             for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, 4, 4);
             if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, 4, 4);
-        } else {
-            for (long e = 0; e < co; e += VL)
-                output_chunk(src, out, bias, sb, residual, base, w, co, e, co - e < VL ? co - e : VL, plane, na, nb);
+        } else { /* the last row or column of tiles: full channel chunks still as vectors */
+            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, na, nb);
+            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, na, nb);
         }
     }
 }
