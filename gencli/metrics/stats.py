@@ -177,7 +177,7 @@ def _sym(a: torch.Tensor) -> torch.Tensor:
     return (a + a.T) * 0.5
 
 
-def sqrtm_trace(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+def sqrtm_trace(sigma1: np.ndarray, sigma2: np.ndarray, n1: int | None = None, n2: int | None = None) -> float:
     """``tr sqrt(S1 S2)`` for symmetric positive semi-definite ``S1``, ``S2`` (float64).
 
     The eigenvalues of ``S1 S2`` are those of ``R^T S2 R`` for any factor ``S1 = R R^T``, which is
@@ -189,14 +189,22 @@ def sqrtm_trace(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     (measured on 500 + 500 Inception features: a noise threshold there biased FID by 1e-3), and
     only negative rounding is clipped. Checked against the exact rank-deficient value, the nuclear
     norm of ``A1 A2^T / sqrt((n1-1)(n2-1))`` from the centred features: 1e-7 relative.
+
+    ``n1``, ``n2``: the sample counts behind the covariances, when known. A covariance of n
+    samples has rank at most n - 1, so when both sides are singular only the side with fewer
+    samples (S1 on a tie) is decomposed: one 2048 x 2048 eigendecomposition instead of two
+    (~0.5 s of a 200 + 200 image FID on a 2-core Xeon).
     """
     t1 = _sym(torch.from_numpy(np.ascontiguousarray(sigma1, dtype=np.float64)))
     t2 = _sym(torch.from_numpy(np.ascontiguousarray(sigma2, dtype=np.float64)))
     low1, low2 = _safe_cholesky(t1), _safe_cholesky(t2)
     if low1 is not None and low2 is not None:
         return _sum_sqrt(torch.linalg.eigvalsh(_sym(low1.T @ t2 @ low1)))
+    sides = [(t1, t2, low1), (t2, t1, low2)]
+    if low1 is None and low2 is None and n1 and n2:
+        sides = [sides[1] if n2 < n1 else sides[0]]  # the other side's rank can only be as high
     best = None
-    for a, b, low in ((t1, t2, low1), (t2, t1, low2)):
+    for a, b, low in sides:
         if low is not None:
             continue
         w, v = torch.linalg.eigh(a)
@@ -234,18 +242,20 @@ def _sum_sqrt(ev: torch.Tensor) -> float:
 _PIVOT_RTOL = 1e-10
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, n1: int | None = None,
+                     n2: int | None = None) -> float:
     """The Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (Heusel et al. 2017).
 
     ``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(S1 S2)``, computed in float64 from symmetric
     eigendecompositions (no ``scipy.linalg.sqrtm``). Always finite and clipped at 0 (rounding
-    can make the exact answer for identical inputs come out as -1e-12).
+    can make the exact answer for identical inputs come out as -1e-12). ``n1``, ``n2``: the
+    sample counts, when known (see :func:`sqrtm_trace`).
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     _check_pair(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
-    tr = sqrtm_trace(sigma1, sigma2)
+    tr = sqrtm_trace(sigma1, sigma2, n1, n2)
     fd = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * tr)
     return max(fd, 0.0)
 
