@@ -321,9 +321,14 @@ def conv_transpose_fast(state: FastState, conv: nn.ConvTranspose2d, x: torch.Ten
 
 def instance_norm_fast(norm: nn.InstanceNorm2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
     """``norm(x)`` for an instance norm without running statistics (then ReLU with ``relu``): on
-    NHWC CPU memory :func:`group_norm_nhwc` with one group per channel (~10x quicker than torch's
-    channels_last instance norm), else ``norm``. A bf16/fp16 input (a convolution's output under
-    autocast) is normalised in fp32 and returned in its own dtype, as torch returns it."""
+    NHWC CPU memory gencli's C GroupNorm kernel with one group per channel, the ReLU applied in the
+    same pass (:func:`gencli.kernels.native.group_norm_nhwc`; fp32 or bf16 in and out, fp32
+    arithmetic), or without it :func:`group_norm_nhwc` (~10x quicker than torch's channels_last
+    instance norm); else ``norm``. A bf16/fp16 input (a convolution's output under autocast) is
+    normalised in fp32 and returned in its own dtype, as torch returns it."""
+    if not norm.track_running_stats and native.supports(x) and not x.is_contiguous():
+        return native.group_norm_nhwc(x, x.shape[1], norm.weight if norm.affine else None,
+                                      norm.bias if norm.affine else None, norm.eps, relu=relu)
     if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
             and not norm.track_running_stats
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):

@@ -4,9 +4,9 @@ PyTorch eager runs a normalisation as several passes over memory (statistics, af
 under autocast a cast to fp32 and back), and Winograd's transforms as a padding copy, a tile
 gather and two matmuls each. Here:
 
-- :func:`group_norm_nhwc`: GroupNorm (+ a per-sample bias before it, + SiLU after it) on NHWC
-  activations in one call that reads its input from cache, fp32 or bf16 in and out
-  (``csrc/group_norm.c``);
+- :func:`group_norm_nhwc`: GroupNorm (+ a per-sample bias before it, + SiLU or ReLU after it) on
+  NHWC activations in one call that reads its input from cache, fp32 or bf16 in and out
+  (``csrc/group_norm.c``); with one group per channel, the translation generators' instance norm;
 - :func:`winograd_input` / :func:`winograd_output`: Winograd F(4x4, 3x3)'s data and output
   transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
   (``csrc/winograd.c``).
@@ -160,9 +160,10 @@ def _f32(t: torch.Tensor | None, numel: int) -> torch.Tensor | None:
 
 def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
                     bias: torch.Tensor | None = None, eps: float = 1e-5, *, silu: bool = False,
-                    sample_bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
+                    relu: bool = False, sample_bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
                     out: torch.Tensor | None = None) -> torch.Tensor:
-    """``silu?(F.group_norm(x + sample_bias[:, :, None, None], num_groups, weight, bias, eps))``.
+    """``silu?(F.group_norm(x + sample_bias[:, :, None, None], num_groups, weight, bias, eps))``
+    (or ``relu?``: one of the two; an instance norm is ``num_groups`` = C).
 
     ``x`` (N, C, H, W) in channels_last memory, fp32 or bf16 (check :func:`supports`);
     ``sample_bias`` (N, C) or None; the statistics and the arithmetic are fp32 whatever the
@@ -174,6 +175,8 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
         raise ValueError("the C kernel takes fp32 or bf16 CPU tensors")
     if not x.is_contiguous(memory_format=torch.channels_last):
         raise ValueError("x must be in channels_last memory")
+    if silu and relu:
+        raise ValueError("silu or relu, not both")
     if c % num_groups:
         raise ValueError(f"{c} channels do not split into {num_groups} groups")
     if out is None:
@@ -186,7 +189,7 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
     rc = fn(x.data_ptr(), out.data_ptr(), x.dtype == torch.bfloat16, out.dtype == torch.bfloat16,
             gamma.data_ptr() if gamma is not None else None, beta.data_ptr() if beta is not None else None,
             t.data_ptr() if t is not None else None, n, h * w, c, num_groups,
-            _blocks(n, c, num_groups, threads), float(eps), bool(silu), threads)
+            _blocks(n, c, num_groups, threads), float(eps), 1 if silu else 2 if relu else 0, threads)
     if rc != 0:
         raise RuntimeError(f"gencli_group_norm_nhwc failed ({'bad arguments' if rc == 1 else 'out of memory'})")
     return out

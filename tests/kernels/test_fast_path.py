@@ -142,9 +142,16 @@ def test_upsample_fast_takes_winograd_or_the_transposed_convolution(winograd, si
 # --- the translation generators' fast path ----------------------------------------------------
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("affine", [False, True])
-def test_instance_norm_fast_matches_instance_norm(relu, affine):
+@pytest.mark.parametrize("c_kernel", [True, False])
+def test_instance_norm_fast_matches_instance_norm(relu, affine, c_kernel, monkeypatch):
+    """With gencli's C kernel (the ReLU in its pass) and without it (torch's NHWC kernel)."""
+    from gencli.kernels import fast_path
     from gencli.kernels.fast_path import instance_norm_fast
 
+    if c_kernel and not fast_path.native.available():
+        pytest.skip("no C compiler: the C kernels are not built")
+    if not c_kernel:
+        monkeypatch.setattr(fast_path.native, "supports", lambda *a, **k: False)
     torch.manual_seed(3)
     norm = torch.nn.InstanceNorm2d(48, affine=affine)
     if affine:

@@ -15,12 +15,12 @@ from gencli.kernels import native
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
 
 
-def _reference(x, groups, weight, bias, eps, silu, sample_bias):
+def _reference(x, groups, weight, bias, eps, act, sample_bias):
     x = x.double()
     if sample_bias is not None:
         x = x + sample_bias.double()[:, :, None, None]
     y = F.group_norm(x, groups, None if weight is None else weight.double(), None if bias is None else bias.double(), eps)
-    return F.silu(y) if silu else y
+    return {"silu": F.silu, "relu": F.relu}.get(act, lambda v: v)(y)
 
 
 def _nhwc(t):
@@ -32,22 +32,22 @@ def _nhwc(t):
                                           ((2, 40, 3, 5), 8)])  # 40 channels: a partial 16-lane chunk
 @pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.bfloat16, torch.bfloat16),
                                     (torch.float32, torch.bfloat16), (torch.bfloat16, torch.float32)])
-@pytest.mark.parametrize("silu", [False, True])
-def test_group_norm_matches_torch(shape, groups, dtypes, silu):
+@pytest.mark.parametrize("act", [None, "silu", "relu"])
+def test_group_norm_matches_torch(shape, groups, dtypes, act):
     gen = torch.Generator().manual_seed(sum(shape) + groups)
     x = _nhwc((torch.randn(shape, generator=gen) * 3 + 2).to(dtypes[0]))
     w, b = torch.randn(shape[1], generator=gen), torch.randn(shape[1], generator=gen)
     t = torch.randn(shape[0], shape[1], generator=gen)
     for weight, bias, sample_bias in ((w, b, None), (None, None, None), (w, b, t)):
-        got = native.group_norm_nhwc(x, groups, weight, bias, 1e-5, silu=silu, sample_bias=sample_bias,
-                                     out_dtype=dtypes[1])
+        got = native.group_norm_nhwc(x, groups, weight, bias, 1e-5, silu=act == "silu", relu=act == "relu",
+                                     sample_bias=sample_bias, out_dtype=dtypes[1])
         assert got.dtype == dtypes[1] and got.shape == x.shape
         assert got.is_contiguous(memory_format=torch.channels_last)
-        want = _reference(x, groups, weight, bias, 1e-5, silu, sample_bias)
+        want = _reference(x, groups, weight, bias, 1e-5, act, sample_bias)
         # fp32 out: summation order only; bf16 out: one rounding of the output (8-bit mantissa)
         tol = 2e-5 if dtypes[1] == torch.float32 else 2 ** -8
         err = ((got.double() - want).abs() / (want.abs() + 1)).max().item()
-        assert err <= tol, (shape, dtypes, silu, err)
+        assert err <= tol, (shape, dtypes, act, err)
 
 
 def test_statistics_survive_a_large_mean():
@@ -76,6 +76,8 @@ def test_in_place_and_non_finite():
     y[0, 0, 0, 0] = float("nan")
     got = native.group_norm_nhwc(y.bfloat16(), 8, silu=True)
     assert got[0, :8].float().isnan().all() and got[1].float().isfinite().all()  # NaN stays in its group
+    got = native.group_norm_nhwc(y, 64, relu=True)  # an instance norm: NaN only in its channel, as torch's relu
+    assert got[0, 0].isnan().all() and not got[0, 1:].isnan().any() and (got[0, 1:] >= 0).all()
 
 
 def test_bad_arguments_are_refused():
@@ -84,6 +86,8 @@ def test_bad_arguments_are_refused():
         native.group_norm_nhwc(x, 4)
     with pytest.raises(ValueError, match="channels_last"):
         native.group_norm_nhwc(x, 3, out=torch.empty(1, 30, 4, 4))
+    with pytest.raises(ValueError, match="not both"):
+        native.group_norm_nhwc(x, 3, silu=True, relu=True)
     assert not native.supports(torch.randn(1, 30, 4, 4))  # NCHW memory
     assert not native.supports(_nhwc(torch.randn(1, 30, 4, 4)).half())
 

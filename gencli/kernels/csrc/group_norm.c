@@ -1,4 +1,4 @@
-/* GroupNorm (+ per-sample bias before it, + SiLU after it) on NHWC activations, fp32 or bf16 in
+/* GroupNorm (+ per-sample bias before it, + SiLU or ReLU after it) on NHWC activations, fp32 or bf16 in
  * and out, in one call: the CPU kernel of gencli.kernels.native (compiled on the user's machine
  * with -O3 -march=native; OpenMP for threads, from the libgomp torch has loaded).
  *
@@ -23,7 +23,7 @@ typedef struct {
     const float *gamma, *beta, *t; /* gamma, beta (C) or NULL; t (N, C) or NULL */
     long n, hw, c, groups, blocks;
     float eps;
-    int x_bf16, y_bf16, silu;
+    int x_bf16, y_bf16, act; /* act: 0 none, 1 SiLU, 2 ReLU */
 } gn_job;
 
 /* the row's cb values as fp32: the row itself (fp32) or converted into buf (bf16) */
@@ -55,10 +55,12 @@ static inline void store_row(const gn_job *j, long offset, long cb, const float 
 #define APPLY 16
 static inline __attribute__((always_inline)) void apply_chunk(const float *restrict v, const float *restrict m,
                                                               const float *restrict a, const float *restrict b,
-                                                              float *restrict o, long n, int silu) {
+                                                              float *restrict o, long n, int act) {
     float r[APPLY], tmp[APPLY];
     for (long i = 0; i < n; i++) r[i] = (v[i] - m[i]) * a[i] + b[i];
-    if (silu) silu_row(r, tmp, n);
+    if (act == 1) silu_row(r, tmp, n);
+    else if (act == 2)
+        for (long i = 0; i < n; i++) r[i] = r[i] < 0.0f ? 0.0f : r[i]; /* NaN stays NaN, as torch's relu */
     for (long i = 0; i < n; i++) o[i] = r[i];
 }
 
@@ -116,8 +118,8 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
         const float *v = load_row(j, offset, cb, buf);
         /* fp32 out: straight into y; bf16: into o, then rounded */
         float *dst = j->y_bf16 ? o : (float *)j->y + offset;
-        for (long i = 0; i < cv; i += APPLY) apply_chunk(v + i, m + i, a + i, b + i, dst + i, APPLY, j->silu);
-        if (cv < cb) apply_chunk(v + cv, m + cv, a + cv, b + cv, dst + cv, cb - cv, j->silu);
+        for (long i = 0; i < cv; i += APPLY) apply_chunk(v + i, m + i, a + i, b + i, dst + i, APPLY, j->act);
+        if (cv < cb) apply_chunk(v + cv, m + cv, a + cv, b + cv, dst + cv, cb - cv, j->act);
         if (j->y_bf16) store_row(j, offset, cb, o);
     }
 }
@@ -125,10 +127,10 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
 /* Returns 0 on success, 1 on bad arguments, 2 when scratch memory could not be had. */
 int gencli_group_norm_nhwc(const void *x, void *y, int x_bf16, int y_bf16, const float *gamma,
                            const float *beta, const float *t, long n, long hw, long c, long groups,
-                           long blocks, float eps, int silu, int threads) {
-    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1)
+                           long blocks, float eps, int act, int threads) {
+    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1 || act < 0 || act > 2)
         return 1;
-    const gn_job job = {x, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, silu};
+    const gn_job job = {x, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, act};
     const long units = n * blocks, cb = c / blocks;
     int failed = 0;
     /* OpenMP from the process's libgomp: torch's own thread pool, whose threads are still
