@@ -160,8 +160,8 @@ def _f32(t: torch.Tensor | None, numel: int) -> torch.Tensor | None:
 
 def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
                     bias: torch.Tensor | None = None, eps: float = 1e-5, *, silu: bool = False,
-                    relu: bool = False, sample_bias: torch.Tensor | None = None, out_dtype: torch.dtype | None = None,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
+                    relu: bool = False, sample_bias: torch.Tensor | None = None,
+                    out_dtype: torch.dtype | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
     """``silu?(F.group_norm(x + sample_bias[:, :, None, None], num_groups, weight, bias, eps))``
     (or ``relu?``: one of the two; an instance norm is ``num_groups`` = C).
 

@@ -1,6 +1,6 @@
-/* GroupNorm (+ per-sample bias before it, + SiLU or ReLU after it) on NHWC activations, fp32 or bf16 in
- * and out, in one call: the CPU kernel of gencli.kernels.native (compiled on the user's machine
- * with -O3 -march=native; OpenMP for threads, from the libgomp torch has loaded).
+/* GroupNorm (+ per-sample bias before it, + SiLU or ReLU after it) on NHWC activations, fp32 or
+ * bf16 in and out, in one call: the CPU kernel of gencli.kernels.native (compiled on the user's
+ * machine with -O3 -march=native; OpenMP for threads, from the libgomp torch has loaded).
  *
  *   y[n, p, c] = act(((x[n, p, c] + t[n, c]) - mean[n, g]) * rstd[n, g] * gamma[c] + beta[c])
  *
@@ -128,7 +128,8 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
 int gencli_group_norm_nhwc(const void *x, void *y, int x_bf16, int y_bf16, const float *gamma,
                            const float *beta, const float *t, long n, long hw, long c, long groups,
                            long blocks, float eps, int act, int threads) {
-    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1 || act < 0 || act > 2)
+    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1
+        || act < 0 || act > 2)
         return 1;
     const gn_job job = {x, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, act};
     const long units = n * blocks, cb = c / blocks;
