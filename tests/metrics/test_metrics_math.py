@@ -361,11 +361,14 @@ def test_sample_counts_spare_one_eigendecomposition(monkeypatch):
         sizes.append(a.shape[0])
         return eigh(a, *args, **kwargs)
     monkeypatch.setattr(torch.linalg, "eigh", counting)
+    cholesky = torch.linalg.cholesky_ex
+    tried = []
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda a, **k: tried.append(1) or cholesky(a, **k))
     assert sqrtm_trace(s1, s2, 40, 40) == pytest.approx(ref, rel=3e-8)
-    assert sizes == [d]
+    assert sizes == [d] and not tried  # 40 samples in 96-d: singular, no Cholesky attempted
     sizes.clear()
     assert sqrtm_trace(s1, s2) == pytest.approx(ref, rel=1e-12)  # counts unknown: both sides
-    assert sizes == [d, d]
+    assert sizes == [d, d] and len(tried) == 2
 
 
 def test_tiny_real_eigenvalues_of_the_reduced_problem_are_kept():
