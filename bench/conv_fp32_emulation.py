@@ -18,10 +18,10 @@ AVX512-BF16; measured results in bench/README.md (fid_vs_anchors section).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from cpu_limits import call_times
 
 SHAPES = [  # (cin, cout, size, kernel, padding): Mixed_6 1x7, Mixed_5 3x3, Mixed_6 1x1, Conv2d_2b
     (192, 192, 17, (1, 7), (0, 3)), (64, 96, 35, (3, 3), (1, 1)), (768, 192, 17, (1, 1), (0, 0)),
@@ -29,13 +29,7 @@ SHAPES = [  # (cin, cout, size, kernel, padding): Mixed_6 1x7, Mixed_5 3x3, Mixe
 
 
 def best_of(fn, n: int = 10) -> float:
-    fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(call_times(fn, n))
 
 
 def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,8 @@
 """What this CPU can do, for the benches that say how far a command is from it (issue 16):
 the multiply-adds of a network's convolutions, and the fp32 rate of a large product as a matmul
 (MKL on x86 builds of torch) and as a 1x1 convolution (oneDNN, the library torch's convolutions use).
-Rates are on torch's current thread count: one warm-up call, then the mean of ``reps`` calls."""
+Rates are on torch's current thread count: one warm-up call, then the mean of ``reps`` calls.
+:func:`call_times` is the per-call timing loop the kernel benches share."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import time
 
 import torch
 from torch import nn
+
+
+def call_times(fn, n: int) -> list[float]:
+    """Seconds of each of ``n`` calls of ``fn`` after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 def conv_macs(net: nn.Module, x: torch.Tensor) -> int:

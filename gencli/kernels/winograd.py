@@ -188,7 +188,10 @@ def _gemm_rows(tiles: int, co: int) -> int:
     ones otherwise: 1.1-1.8x slower at these shapes on a 2-core Xeon) while its planes, which the
     output transform reads at once, stay out of each other's cache sets (see
     :func:`native.plane_stride`)."""
-    return tiles + 1 if (tiles * co) % 1024 == 0 and co % 1024 else tiles
+    if native.plane_stride(tiles, co) == tiles * co:  # not a 4 KiB multiple: no spacing needed
+        return tiles
+    # one spare row moves the plane off the multiple (unless co itself is a multiple of 1024 floats)
+    return tiles + 1 if native.plane_stride(tiles + 1, co) == (tiles + 1) * co else tiles
 
 
 def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from gencli.errors import InputError
 from gencli.kernels.fast_path import FastState
-from gencli.kernels.winograd import conv3x3_winograd, native_transforms, winograd_filters
+from gencli.kernels.winograd import conv3x3_winograd, native_transforms
 
 __all__ = [
     "FEATURE_DIMS",
@@ -73,10 +73,9 @@ class BasicConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self.fast
         if fast is not None and not torch.is_grad_enabled() and native_transforms(x):
-            w = self.conv.weight
-            filters = fast.cached(("wino", id(self)), (w,), lambda: winograd_filters(w))
-            return F.relu(conv3x3_winograd(x, filters, self.conv.bias, padding=self.conv.padding[0],
-                                           workspace=fast.workspace), inplace=True)
+            out = conv3x3_winograd(x, fast.winograd_filters(self.conv), self.conv.bias,
+                                   padding=self.conv.padding[0], workspace=fast.workspace)
+            return F.relu(out, inplace=True)
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
     def winograd_applies(self) -> bool:
