@@ -36,7 +36,9 @@ from gencli.kernels import native, onednn, triton_ops
 from gencli.kernels.group_norm import group_norm_nhwc
 from gencli.kernels.narrow_conv import conv_few_outputs, grouped_weight, input_width
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
-from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, winograd_filters
+from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, native_transforms, winograd_filters
+from gencli.kernels.winograd1d import Winograd1dFilters, conv1d_winograd, winograd1d_filters
+from gencli.kernels.winograd1d import applies as winograd1d_applies
 
 # Below these sizes (channels; tiles = N * H/4 * W/4) direct convolution wins or ties on AVX2
 # cores: the transforms and the 4x larger transformed filters dominate (measured: 32-64 channels
@@ -164,6 +166,9 @@ class FastState:
     def winograd_filters(self, conv: nn.Conv2d) -> WinogradFilters:
         return self.cached(("wino", id(conv)), (conv.weight,), lambda: winograd_filters(conv.weight))
 
+    def winograd1d_filters(self, conv: nn.Conv2d) -> Winograd1dFilters:
+        return self.cached(("wino1d", id(conv)), (conv.weight,), lambda: winograd1d_filters(conv.weight))
+
 
 class FastInference:
     """Mixin of the networks with a fast path (the diffusion UNet, the CycleGAN ResNet generator):
@@ -248,6 +253,28 @@ def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (state.channels_last and x.device.type == "cpu" and _compute_dtype(x) == torch.bfloat16
             and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
             and onednn.usable())
+
+
+def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
+    """``conv(x)`` (its bias included; then ReLU with ``relu``) for fp32 CPU activations, by the
+    quickest kernel here (the FID Inception's layers): Winograd F(4x4, 3x3) for a stride-1 3x3
+    conv, F(4, r) along one axis for a 1 x r / r x 1 one (both unless ``state.winograd`` is False,
+    and with gencli's C transforms), else oneDNN's convolution with the weight packed once per
+    input shape and the ReLU fused, else ``F.conv2d`` (then ReLU in place). Returns channels_last."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    wino = state.winograd is not False and native_transforms(x)
+    c = conv
+    if (wino and c.kernel_size == (3, 3) and c.stride == (1, 1) and c.dilation == (1, 1) and c.groups == 1
+            and c.padding in ((0, 0), (1, 1)) and c.padding_mode == "zeros"):
+        return conv3x3_winograd(x, state.winograd_filters(c), c.bias, padding=c.padding[0],
+                                workspace=state.workspace, relu=relu)
+    if wino and winograd1d_applies(c):
+        return conv1d_winograd(x, state.winograd1d_filters(c), c.bias, relu=relu, workspace=state.workspace)
+    if c.groups == 1 and c.padding_mode == "zeros" and not isinstance(c.padding, str) and onednn.usable(torch.float32):
+        packed = state.cached(("onednn32", id(c), tuple(x.shape)), (c.weight,), lambda: onednn.pack_conv_weight(
+            c.weight.detach().contiguous(memory_format=torch.channels_last), c.padding, c.stride, c.dilation, x.shape))
+        return onednn.conv2d(x, packed, c.bias, c.padding, c.stride, c.dilation, relu=relu)
+    return F.relu(c(x), inplace=True) if relu else c(x)
 
 
 def fused_linear(x: torch.Tensor, residual: torch.Tensor) -> bool:

@@ -9,7 +9,10 @@ gather and two matmuls each. Here:
   (``csrc/group_norm.c``); with one group per channel, the translation generators' instance norm;
 - :func:`winograd_input` / :func:`winograd_output`: Winograd F(4x4, 3x3)'s data and output
   transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
-  (``csrc/winograd.c``).
+  (``csrc/winograd.c``);
+- :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(4, r)
+  (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
+  (``csrc/winograd1d.c``).
 
 The sources are built together with ``-O3 -march=native`` into ``$XDG_CACHE_HOME/gencli/kernels``
 (default ``~/.cache``), once per source, compiler and CPU, in about a second; threads are OpenMP's,
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c"))
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c", "winograd1d.c"))
 HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h",))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
@@ -113,7 +116,9 @@ def _library():
     p, i, lg, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
     for name, args, res in (("gencli_group_norm_nhwc", [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i], ctypes.c_int),
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
-                            ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg], None)):
+                            ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
+                            ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, p, lg, lg, lg], None),
+                            ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, p, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
     return lib
@@ -223,11 +228,12 @@ def winograd_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], *
 
 
 def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], *, bias: torch.Tensor | None = None,
-                    sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+                    sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
+                    relu: bool = False) -> torch.Tensor:
     """Winograd's output transform of the ``tiles`` [p0, p1): writes their pixels of ``out``
     (N, CO, H, W; fp32 channels_last) from the tile products ``m`` (36, p1 - p0, CO; planes as
     :func:`winograd_input`'s), plus ``bias`` (CO), ``sample_bias`` (N, CO) and ``residual``
-    (``out``'s shape, channels_last)."""
+    (``out``'s shape, channels_last), then ReLU with ``relu``."""
     n, co, h, w = out.shape
     p0, p1 = tiles
     th, tw = tile_grid(h, w)
@@ -239,7 +245,57 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
         raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
     bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
     _function("gencli_winograd_output")(m.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias), _ptr(residual),
-                                        n, h, w, co, p0, p1, m.stride(0))
+                                        n, h, w, co, p0, p1, m.stride(0), bool(relu))
+    return out
+
+
+def _pixels(t: torch.Tensor) -> bool:
+    """Whether ``t`` (N, C, H, W) is fp32 on the CPU with each pixel's channels contiguous and
+    its pixels one stride apart in NHWC order (channels_last, or a channel slice of such a tensor)."""
+    n, c, h, w = t.shape
+    s = t.stride()
+    return (t.dtype == torch.float32 and t.device.type == "cpu" and s[1] == 1 and s[3] >= c
+            and s[2] == w * s[3] and s[0] == h * w * s[3])
+
+
+def winograd1d_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], bt: torch.Tensor,
+                     axis: int) -> torch.Tensor:
+    """One-axis Winograd F(4, r)'s data transform (``bt``: the (alpha, alpha) B^T, alpha = r + 3,
+    r 3 or 7) of the ``tiles`` [p0, p1) of ``x`` (N, C, H, W; fp32, pixels in NHWC order), along
+    H (``axis`` 1: an r x 1 convolution) or W (0: 1 x r), zero-padded by (r - 1) / 2: writes and
+    returns ``out`` (alpha, p1 - p0, C), rows contiguous. Tile order: see csrc/winograd1d.c."""
+    n, c, h, w = x.shape
+    alpha = bt.shape[0]
+    p0, p1 = tiles
+    length = h if axis else w
+    if (alpha not in (6, 10) or bt.shape != (alpha, alpha) or bt.dtype != torch.float32 or not bt.is_contiguous()
+            or axis not in (0, 1) or not _pixels(x) or not 0 <= p0 < p1 <= n * (h * w // length) * -(-length // 4)
+            or not _planes(out, p1 - p0, c, alpha)):
+        raise ValueError("winograd1d_input takes fp32 NHWC x, a 6x6 or 10x10 fp32 B^T, axis 0 or 1, a tile range "
+                         "and an (alpha, tiles, C) out of contiguous rows")
+    _function("gencli_winograd1d_input")(x.data_ptr(), x.stride(3), out.data_ptr(), n, h, w, c, axis, alpha - 3,
+                                         bt.data_ptr(), p0, p1, out.stride(0))
+    return out
+
+
+def winograd1d_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], at: torch.Tensor, axis: int, *,
+                      bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """:func:`winograd1d_input`'s output transform (``at``: the (4, alpha) A^T): writes the pixels
+    of the ``tiles`` [p0, p1) of ``out`` (N, CO, H, W; fp32, pixels in NHWC order, e.g. a channel
+    slice of a channels_last tensor) from the products ``m`` (alpha, p1 - p0, CO), plus ``bias``
+    (CO), then ReLU with ``relu``."""
+    n, co, h, w = out.shape
+    alpha = at.shape[1]
+    p0, p1 = tiles
+    length = h if axis else w
+    if (alpha not in (6, 10) or at.shape != (4, alpha) or at.dtype != torch.float32 or not at.is_contiguous()
+            or axis not in (0, 1) or not _pixels(out) or not 0 <= p0 < p1 <= n * (h * w // length) * -(-length // 4)
+            or not _planes(m, p1 - p0, co, alpha)):
+        raise ValueError("winograd1d_output takes an fp32 (alpha, tiles, CO) m of contiguous rows, a 4 x alpha fp32 "
+                         "A^T, axis 0 or 1 and an fp32 out with pixels in NHWC order")
+    bias = _f32(bias, co)
+    _function("gencli_winograd1d_output")(m.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
+                                          w, co, axis, alpha - 3, at.data_ptr(), p0, p1, m.stride(0))
     return out
 
 
@@ -253,9 +309,9 @@ def plane_stride(rows: int, cols: int) -> int:
     return size + 16 if size % 1024 == 0 else size
 
 
-def _planes(t: torch.Tensor, rows: int, cols: int) -> bool:
-    """Whether ``t`` is an fp32 CPU (36, rows, cols) tile buffer of contiguous rows."""
-    return (t.dtype == torch.float32 and t.device.type == "cpu" and t.shape == (36, rows, cols)
+def _planes(t: torch.Tensor, rows: int, cols: int, planes: int = 36) -> bool:
+    """Whether ``t`` is an fp32 CPU (planes, rows, cols) tile buffer of contiguous rows."""
+    return (t.dtype == torch.float32 and t.device.type == "cpu" and t.shape == (planes, rows, cols)
             and t.stride(1) == cols and t.stride(2) == 1 and t.stride(0) >= rows * cols)
 
 

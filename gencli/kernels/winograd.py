@@ -96,15 +96,15 @@ def winograd_filters(weight: torch.Tensor) -> WinogradFilters:
 def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tensor | None = None, *,
                      silu: bool = False, sample_bias: torch.Tensor | None = None,
                      residual: torch.Tensor | None = None, workspace: Workspace | None = None,
-                     padding_mode: str = "zeros", padding: int = 1) -> torch.Tensor:
+                     padding_mode: str = "zeros", padding: int = 1, relu: bool = False) -> torch.Tensor:
     """3x3 convolution (stride 1) of ``x`` (N, C, H, W) with ``padding`` 1 or 0 (an output of
     H - 2 x W - 2). The C transforms take any size; the torch ones (no compiler) padding 1 and H,
     W multiples of 4.
 
     ``padding_mode``: "zeros" (``Conv2d(padding=1)``) or "reflect" (``ReflectionPad2d(1)`` then an
     unpadded conv, as the CycleGAN ResnetBlock; H and W >= 2). ``sample_bias`` (N, out) is added
-    per sample and channel, ``residual`` (N, out, H, W) to the output. Returns an NCHW-shaped view
-    of NHWC memory (channels_last)."""
+    per sample and channel, ``residual`` (N, out, H, W) to the output; ``relu`` applies ReLU last.
+    Returns an NCHW-shaped view of NHWC memory (channels_last)."""
     u, bt, bt3, at, at3 = filters
     buf = workspace or _fresh
     n, c, h, w = x.shape
@@ -134,7 +134,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
                 v[:, p1 - p0:].zero_()  # the spare row (see _gemm_rows)
             m = torch.bmm(v, u, out=buf("m", 36 * rows * co, x).view(36, rows, co))
             native.winograd_output(m[:, :p1 - p0], out, (p0, p1), bias=bias, sample_bias=sample_bias,
-                                   residual=residual)
+                                   residual=residual, relu=relu)
         return out
     if padding != 1 or h % 4 or w % 4:
         raise ValueError("without gencli's C kernels, Winograd takes padding 1 and sides that are multiples of 4")
@@ -178,6 +178,8 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         torch.add(y, residual.permute(0, 2, 3, 1).view(n, th, 4, tw, 4, co), out=out6)
     else:
         out6.copy_(y)
+    if relu:
+        out.relu_()
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
 
 
@@ -194,10 +196,11 @@ def _gemm_rows(tiles: int, co: int) -> int:
     return tiles + 1 if native.plane_stride(tiles + 1, co) == (tiles + 1) * co else tiles
 
 
-def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
-    """A (36, rows, cols) tile buffer whose planes lie :func:`native.plane_stride` apart."""
+def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor,
+                 planes: int = 36) -> torch.Tensor:
+    """A (planes, rows, cols) tile buffer whose planes lie :func:`native.plane_stride` apart."""
     stride = native.plane_stride(rows, cols)
-    return buf(role, 35 * stride + rows * cols, like).as_strided((36, rows, cols), (stride, cols, 1))
+    return buf(role, (planes - 1) * stride + rows * cols, like).as_strided((planes, rows, cols), (stride, cols, 1))
 
 
 def native_transforms(x: torch.Tensor) -> bool:
@@ -209,7 +212,7 @@ def native_transforms(x: torch.Tensor) -> bool:
 def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                       silu: bool = False, sample_bias: torch.Tensor | None = None,
                       residual: torch.Tensor | None = None, padding_mode: str = "zeros",
-                      padding: int = 1) -> torch.Tensor:
+                      padding: int = 1, relu: bool = False) -> torch.Tensor:
     """What :func:`conv3x3_winograd` computes, with ``F.conv2d``."""
     x = F.silu(x) if silu else x
     if padding_mode == "reflect":
@@ -220,4 +223,4 @@ def conv3x3_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         out = out + sample_bias[:, :, None, None]
     if residual is not None:
         out = out + residual
-    return out
+    return F.relu(out) if relu else out

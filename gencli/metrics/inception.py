@@ -37,8 +37,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
-from gencli.kernels.fast_path import FastState
-from gencli.kernels.winograd import conv3x3_winograd, native_transforms
+from gencli.kernels import winograd1d
+from gencli.kernels.fast_path import FastState, conv_fp32
+from gencli.kernels.winograd import native_transforms
 
 __all__ = [
     "FEATURE_DIMS",
@@ -57,8 +58,9 @@ BN_EPS = 0.001
 
 class BasicConv2d(nn.Module):
     """conv (no bias) -> BatchNorm(eps=0.001) -> ReLU; after :meth:`fuse` the conv has a bias,
-    and with a ``fast`` state (set by :meth:`FIDInceptionV3.fuse_`) a stride-1 3x3 conv runs as
-    Winograd on CPU fp32 inputs (no grad), its filters and scratch memory kept by that state."""
+    and with a ``fast`` state (set by :meth:`FIDInceptionV3.fuse_`) it runs on CPU fp32 inputs (no
+    grad) through :func:`gencli.kernels.fast_path.conv_fp32`: Winograd for the stride-1 3x3 and
+    the 1 x r / r x 1 convolutions, oneDNN with a packed weight and the ReLU fused for the rest."""
 
     def __init__(self, cin: int, cout: int, **kwargs: Any):
         super().__init__()
@@ -68,22 +70,32 @@ class BasicConv2d(nn.Module):
 
     @property
     def winograd(self) -> bool:
-        return self.fast is not None
+        """Whether the fast path runs this layer through a Winograd kernel (where the C transforms are built)."""
+        c = self.conv
+        return (self.fast is not None and self.fast.winograd is not False
+                and ((c.kernel_size == (3, 3) and c.stride == (1, 1) and c.padding in ((0, 0), (1, 1)))
+                     or winograd1d.applies(c)))
+
+    def _fast_on(self, x: torch.Tensor) -> FastState | None:
+        fast = self.fast
+        ok = fast is not None and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+        return fast if ok else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fast = self.fast
-        if fast is not None and not torch.is_grad_enabled() and native_transforms(x):
-            out = conv3x3_winograd(x, fast.winograd_filters(self.conv), self.conv.bias,
-                                   padding=self.conv.padding[0], workspace=fast.workspace)
-            return F.relu(out, inplace=True)
+        fast = self._fast_on(x)
+        if fast is not None:
+            return conv_fp32(fast, self.conv, x, relu=True)
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
-    def winograd_applies(self) -> bool:
-        """Whether the (fused) conv is one that :func:`conv3x3_winograd` computes."""
-        c = self.conv
-        return (isinstance(self.bn, nn.Identity) and c.bias is not None and c.kernel_size == (3, 3)
-                and c.stride == (1, 1) and c.dilation == (1, 1) and c.groups == 1
-                and c.padding in ((0, 0), (1, 1)) and c.padding_mode == "zeros")
+    def after_avg_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(_avg_pool_tf(x))``. On the fast path computed as ReLU of the average pool of the
+        convolution: the (1x1) convolution with its bias and the pool (whose weights sum to 1, the
+        padding excluded) are both linear and commute, and the pool then runs over this branch's
+        32-192 channels instead of the block input's 192-1280."""
+        fast = self._fast_on(x)
+        if fast is not None and self.conv.kernel_size == (1, 1):
+            return F.relu(_avg_pool_tf(conv_fp32(fast, self.conv, x)), inplace=True)
+        return self(_avg_pool_tf(x))
 
     @torch.no_grad()
     def fuse(self) -> None:
@@ -122,7 +134,7 @@ class InceptionA(nn.Module):
         b1 = self.branch1x1(x)
         b5 = self.branch5x5_2(self.branch5x5_1(x))
         b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = self.branch_pool(_avg_pool_tf(x))
+        bp = self.branch_pool.after_avg_pool(x)
         return torch.cat([b1, b5, b3, bp], 1)
 
 
@@ -162,7 +174,7 @@ class InceptionC(nn.Module):
         bd = self.branch7x7dbl_1(x)
         for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             bd = layer(bd)
-        bp = self.branch_pool(_avg_pool_tf(x))
+        bp = self.branch_pool.after_avg_pool(x)
         return torch.cat([b1, b7, bd, bp], 1)
 
 
@@ -206,10 +218,9 @@ class InceptionE(nn.Module):
         bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
         if self.max_pool:
-            bp = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+            bp = self.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))
         else:
-            bp = _avg_pool_tf(x)
-        bp = self.branch_pool(bp)
+            bp = self.branch_pool.after_avg_pool(x)
         return torch.cat([b1, b3, bd, bp], 1)
 
 
@@ -290,11 +301,11 @@ class FIDInceptionV3(nn.Module):
         """In place: fold BatchNorm into the convolutions, channels-last, eval, no grad; with
         ``winograd``, stride-1 3x3 convolutions run as Winograd on the CPU in fp32 (see above)."""
         self.eval()
-        state = FastState(channels_last=True, winograd=True)  # one for all layers: shared scratch memory
+        state = FastState(channels_last=True, winograd=winograd)  # one for all layers: shared scratch memory
         for module in self.modules():
             if isinstance(module, BasicConv2d):
                 module.fuse()
-                module.fast = state if winograd and module.winograd_applies() else None
+                module.fast = state
         self.is_fused = True
         return self.to(memory_format=torch.channels_last).requires_grad_(False)
 

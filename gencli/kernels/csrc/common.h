@@ -44,4 +44,34 @@ static inline void silu_row(float *restrict o, float *restrict tmp, long n) {
     divide_row(o, tmp, n);
 }
 
+/* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
+typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
+#define VL 16
+
+/* the n <= VL floats at p as a vector (the rest zero), and back: the last, partial block of channels
+   takes the same code as the full ones. Callers are specialised for n == VL (ALWAYS_INLINE, called
+   with the constant), where these are single unaligned vector moves (a memcpy into a zeroed vector
+   compiled to two 32-byte stores and a 64-byte reload, a store-forwarding stall per load: 2-3x
+   slower transforms). */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+ALWAYS_INLINE vf vload(const float *p, long n) {
+    if (n == VL) return *(const vf *)p;
+    vf v = {0};
+    for (long i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+ALWAYS_INLINE void vstore(float *p, vf v, long n) {
+    if (n == VL) *(vf *)p = v;
+    else for (long i = 0; i < n; i++) p[i] = v[i];
+}
+
+/* max(v, 0) per lane; NaN stays NaN, as torch's relu (vector compares and a mask: a loop over
+   the lanes compiled to scalar code, which made the fused output transforms slower than a
+   separate ReLU pass) */
+typedef int32_t vi __attribute__((vector_size(64)));
+ALWAYS_INLINE vf vrelu(vf v) {
+    const vf z = {0};
+    return (vf)((vi)v & ((v >= z) | (v != v)));
+}
+
 #endif

@@ -6,7 +6,7 @@
  *   input:  V[i*6 + j, p, c] = sum_kl BT[i][k] d_p[k][l] BT[j][l], d_p the 6x6 tile of the padded
  *           input (SiLU applied first when asked) at tile p = (n, ty, tx), rows 4ty-pad.., cols
  *           4tx-pad.. (pad 1: a padding-1 convolution; 0: an unpadded one)
- *   output: out[n, 4ty + a, 4tx + b, o] = sum_ij AT[a][i] M[i*6 + j, p, o] AT[b][j] (+ residual)
+ *   output: out[n, 4ty + a, 4tx + b, o] = sum_ij AT[a][i] M[i*6 + j, p, o] AT[b][j] (+ residual, ReLU)
  *
  * Output sides need not be multiples of 4: the last row and column of tiles read zeros past the
  * input and write only the outputs that exist.
@@ -18,10 +18,6 @@
 #include <string.h>
 
 #include "common.h"
-
-/* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
-typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
-#define VL 16
 
 /* r = BT d for six vectors d0..d5 */
 #define BT6(r, d0, d1, d2, d3, d4, d5) do {                                   \
@@ -45,23 +41,6 @@ static inline long source(long i, long size, int reflect) {
     if (i >= 0 && i < size) return i;
     if (!reflect) return -1;
     return i < 0 ? -i : 2 * size - 2 - i;
-}
-
-/* the n <= VL floats at p as a vector (the rest zero), and back: the last, partial block of channels
-   takes the same code as the full ones. Callers are specialised for n == VL (ALWAYS_INLINE, called
-   with the constant), where these are single unaligned vector moves (a memcpy into a zeroed vector
-   compiled to two 32-byte stores and a 64-byte reload, a store-forwarding stall per load: 2-3x
-   slower transforms). */
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
-ALWAYS_INLINE vf vload(const float *p, long n) {
-    if (n == VL) return *(const vf *)p;
-    vf v = {0};
-    for (long i = 0; i < n; i++) v[i] = p[i];
-    return v;
-}
-ALWAYS_INLINE void vstore(float *p, vf v, long n) {
-    if (n == VL) *(vf *)p = v;
-    else for (long i = 0; i < n; i++) p[i] = v[i];
 }
 
 /* channels [e, e + cn) of one tile: src[k][l] its 36 input pixels (NULL: zero), dst its first value in v */
@@ -116,7 +95,7 @@ void gencli_winograd_input(const float *x, float *v, long n, long h, long w, lon
 
 /* channels [e, e + cn) of one tile's first na x nb outputs from src (its first value in m) into out at base */
 ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias, const float *sb, const float *residual,
-                                long base, long w, long co, long e, long cn, long plane, int na, int nb) {
+                                long base, long w, long co, long e, long cn, long plane, int na, int nb, int relu) {
     vf t[4][6];
     for (int j = 0; j < 6; j++) {
         vf r[4];
@@ -133,15 +112,17 @@ ALWAYS_INLINE void output_chunk(const float *src, float *out, const float *bias,
         AT6(y, t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5]);
         for (int bb = 0; bb < nb; bb++) {
             const long off = base + (a * w + bb) * co + e;
-            vstore(out + off, residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add, cn);
+            vf r = residual ? y[bb] + add + vload(residual + off, cn) : y[bb] + add;
+            vstore(out + off, relu ? vrelu(r) : r, cn);
         }
     }
 }
 
 /* tiles [p0, p1) of the output from m (36, p1 - p0, co; planes `plane` floats apart), plus bias (co),
-   sample_bias (n, co) and residual (the output's shape, NHWC), each where not NULL */
+   sample_bias (n, co) and residual (the output's shape, NHWC), each where not NULL; then ReLU with relu */
 void gencli_winograd_output(const float *m, float *out, const float *bias, const float *sample_bias,
-                            const float *residual, long n, long h, long w, long co, long p0, long p1, long plane) {
+                            const float *residual, long n, long h, long w, long co, long p0, long p1, long plane,
+                            int relu) {
     const long th = (h + 3) / 4, tw = (w + 3) / 4, cv = co - co % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
@@ -152,11 +133,11 @@ void gencli_winograd_output(const float *m, float *out, const float *bias, const
         const long base = ((b * h + 4 * ty) * w + 4 * tx) * co;
         const int na = h - 4 * ty < 4 ? (int)(h - 4 * ty) : 4, nb = w - 4 * tx < 4 ? (int)(w - 4 * tx) : 4;
         if (na == 4 && nb == 4) { /* whole tiles: the specialised code */
-            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, 4, 4);
-            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, 4, 4);
+            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, 4, 4, relu);
+            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, 4, 4, relu);
         } else { /* the last row or column of tiles: full channel chunks still as vectors */
-            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, na, nb);
-            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, na, nb);
+            for (long e = 0; e < cv; e += VL) output_chunk(src, out, bias, sb, residual, base, w, co, e, VL, plane, na, nb, relu);
+            if (cv < co) output_chunk(src, out, bias, sb, residual, base, w, co, cv, co - cv, plane, na, nb, relu);
         }
     }
 }
