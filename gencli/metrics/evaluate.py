@@ -168,7 +168,7 @@ def evaluate(metric: str, inputs: list[str], *, model: str | None = None, model_
             for st, src in ((a, sources[0]), (b, sources[1])):
                 if src.kind != "stats":
                     stats_mod.warn_if_few(st.n, st.dims, src.label)
-            results["fid"] = stats_mod.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, a.n, b.n)
+            results["fid"] = stats_mod.frechet_distance(a.mu, a.sigma, b.mu, b.sigma, a.n, b.n, a.root, b.root)
         if "kid" in plan:
             from gencli.metrics.kid import kernel_inception_distance
 

@@ -336,6 +336,58 @@ def test_sqrtm_trace_equals_the_nuclear_norm_of_the_feature_cross_product(n1, n2
     assert sqrtm_trace(s2, s1, n2, n1) == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.parametrize("n1,n2", [(30, 40), (96, 30), (97, 30), (200, 150)])
+def test_running_stats_keep_a_low_rank_root_and_the_trace_uses_it(n1, n2, monkeypatch):
+    """Up to d samples, RunningStats keeps the centred rows: ``root.T @ root`` is the covariance,
+    and the Frechet distance then decomposes no d x d matrix (the nuclear norm of ``root1 @
+    root2.T`` with both roots, an n x n problem with one); past d rows the root is dropped."""
+    import torch
+
+    from gencli.metrics.stats import RunningStats, frechet_distance
+
+    rng = np.random.default_rng(n1 + 7 * n2)
+    d = 96
+    mix = rng.standard_normal((d, d)) * np.logspace(0, -4, d)[:, None]
+    f1, f2 = rng.standard_normal((n1, d)) @ mix, (rng.standard_normal((n2, d)) * 1.3 + 0.1) @ mix
+    stats = []
+    for f in (f1, f2):
+        rs = RunningStats()
+        rs.CHUNK = 16
+        for start in range(0, len(f), 7):
+            rs.update(torch.from_numpy(f[start:start + 7]).float())
+        stats.append(rs.finalize())
+    a, b = stats
+    for st, n in ((a, n1), (b, n2)):
+        if n <= d:
+            assert st.root.shape == (n, d)
+            np.testing.assert_allclose(st.root.T @ st.root, st.sigma, rtol=0, atol=1e-12 * np.abs(st.sigma).max())
+        else:
+            assert st.root is None
+    want = frechet_distance(a.mu, a.sigma, b.mu, b.sigma)  # no counts, no roots: both sides decomposed
+    calls = []
+    for name in ("eigh", "cholesky_ex"):
+        fn = getattr(torch.linalg, name)
+        monkeypatch.setattr(torch.linalg, name, lambda m, *args, _fn=fn, **kw: calls.append(m.shape[0]) or _fn(m, *args, **kw))
+    got = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, a.n, b.n, a.root, b.root)
+    assert got == pytest.approx(want, rel=1e-9)
+    if min(n1, n2) <= d:
+        assert d not in calls  # no d x d Cholesky or eigendecomposition
+    else:
+        assert calls == [d, d]  # two full-rank sides: both Cholesky factors, as before
+
+
+def test_merged_running_stats_drop_the_root():
+    from gencli.metrics.stats import RunningStats
+
+    rng = np.random.default_rng(0)
+    a, b = RunningStats(), RunningStats()
+    a.update(rng.standard_normal((10, 8)))
+    b.update(rng.standard_normal((5, 8)))
+    a.merge_state(*b.state())
+    assert a.finalize().root is None  # a rank's rows are not in the merged state
+    assert b.finalize().root.shape == (5, 8)
+
+
 def test_sample_counts_spare_one_eigendecomposition(monkeypatch):
     """Both sides singular (n < d): with n1, n2 given, one d x d eigendecomposition (of the side
     with fewer samples), not two. When the other side has fewer distinct samples than its count
