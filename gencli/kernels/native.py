@@ -12,7 +12,8 @@ gather and two matmuls each. Here:
   (``csrc/winograd.c``);
 - :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(4, r)
   (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
-  (``csrc/winograd1d.c``).
+  (``csrc/winograd1d.c``);
+- :func:`max_pool3x3_nhwc`: 3x3 max pooling on NHWC without torch's int64 indices (``csrc/pool.c``).
 
 The sources are built together with ``-O3 -march=native`` into ``$XDG_CACHE_HOME/gencli/kernels``
 (default ``~/.cache``), once per source, compiler and CPU, in about a second; threads are OpenMP's,
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c", "winograd1d.c"))
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c", "winograd1d.c", "pool.c"))
 HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h",))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
@@ -118,7 +119,8 @@ def _library():
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, p, lg, lg, lg], None),
-                            ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, p, lg, lg, lg], None)):
+                            ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, p, lg, lg, lg], None),
+                            ("gencli_max_pool3x3_nhwc", [p, p, lg, lg, lg, lg, lg, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
     return lib
@@ -296,6 +298,18 @@ def winograd1d_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int]
     bias = _f32(bias, co)
     _function("gencli_winograd1d_output")(m.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
                                           w, co, axis, alpha - 3, at.data_ptr(), p0, p1, m.stride(0))
+    return out
+
+
+def max_pool3x3_nhwc(x: torch.Tensor, stride: int, padding: int = 0) -> torch.Tensor:
+    """``F.max_pool2d(x, 3, stride, padding)`` for fp32 channels_last CPU ``x``; returns channels_last."""
+    n, c, h, w = x.shape
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
+            or stride < 1 or not 0 <= padding <= 1 or min(h, w) + 2 * padding < 3):
+        raise ValueError("max_pool3x3_nhwc takes an fp32 channels_last CPU tensor, stride >= 1, padding 0 or 1")
+    ho, wo = (h + 2 * padding - 3) // stride + 1, (w + 2 * padding - 3) // stride + 1
+    out = torch.empty((n, c, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
+    _function("gencli_max_pool3x3_nhwc")(x.data_ptr(), out.data_ptr(), n, h, w, c, stride, padding, ho, wo)
     return out
 
 

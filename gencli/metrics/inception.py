@@ -37,9 +37,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
-from gencli.kernels import winograd1d
+from gencli.kernels import native, winograd1d
 from gencli.kernels.fast_path import FastState, conv_fp32
-from gencli.kernels.winograd import native_transforms
 
 __all__ = [
     "FEATURE_DIMS",
@@ -115,6 +114,15 @@ class BasicConv2d(nn.Module):
         self.bn = nn.Identity()
 
 
+def _max_pool3x3(x: torch.Tensor, stride: int, padding: int = 0) -> torch.Tensor:
+    """``F.max_pool2d(x, 3, stride, padding)``; on NHWC fp32 CPU activations gencli's C kernel
+    (the same values: a maximum is exact), 2.3-4.3x quicker than torch's, which also writes indices."""
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and x.is_contiguous(memory_format=torch.channels_last) and native.available()):
+        return native.max_pool3x3_nhwc(x, stride, padding)
+    return F.max_pool2d(x, kernel_size=3, stride=stride, padding=padding)
+
+
 def _avg_pool_tf(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
@@ -149,7 +157,7 @@ class InceptionB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.branch3x3(x)
         bd = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        bp = F.max_pool2d(x, kernel_size=3, stride=2)
+        bp = _max_pool3x3(x, 2)
         return torch.cat([b3, bd, bp], 1)
 
 
@@ -191,7 +199,7 @@ class InceptionD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b3 = self.branch3x3_2(self.branch3x3_1(x))
         b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        bp = F.max_pool2d(x, kernel_size=3, stride=2)
+        bp = _max_pool3x3(x, 2)
         return torch.cat([b3, b7, bp], 1)
 
 
@@ -218,7 +226,7 @@ class InceptionE(nn.Module):
         bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
         if self.max_pool:
-            bp = self.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))
+            bp = self.branch_pool(_max_pool3x3(x, 1, 1))
         else:
             bp = self.branch_pool.after_avg_pool(x)
         return torch.cat([b1, b3, bd, bp], 1)
@@ -261,13 +269,13 @@ class FIDInceptionV3(nn.Module):
         last = max(_ORDER[w] for w in wanted)
         out: dict[str, torch.Tensor] = {}
         x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
-        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        x = _max_pool3x3(x, 2)
         if "64" in wanted:
             out["64"] = _spatial_mean(x).float()
         if last < 1:
             return out
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
-        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        x = _max_pool3x3(x, 2)
         if "192" in wanted:
             out["192"] = _spatial_mean(x).float()
         if last < 2:

@@ -120,3 +120,21 @@ def test_the_build_is_cached(tmp_path):
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert done.stdout.startswith("True"), done.stderr
     assert len(list((tmp_path / "gencli" / "kernels").glob("kernels-*.so"))) == 1
+
+
+@pytest.mark.parametrize("shape,stride,padding", [((2, 64, 15, 15), 2, 0), ((1, 40, 8, 8), 1, 1), ((3, 5, 4, 7), 2, 1),
+                                                  ((1, 17, 3, 3), 2, 0), ((2, 32, 9, 6), 1, 0)])
+def test_max_pool3x3_equals_torch_including_nan(shape, stride, padding):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    x[0, 0, 1, 1] = float("nan")
+    x[-1, -1, 0, 0] = -float("inf")
+    want = F.max_pool2d(x, 3, stride, padding)
+    got = native.max_pool3x3_nhwc(x, stride, padding)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.nan_to_num(), want.nan_to_num())
+    assert got.isnan().any()
+
+
+def test_max_pool3x3_refuses_nchw():
+    with pytest.raises(ValueError):
+        native.max_pool3x3_nhwc(torch.randn(1, 4, 5, 5), 2)

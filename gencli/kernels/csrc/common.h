@@ -44,8 +44,10 @@ static inline void silu_row(float *restrict o, float *restrict tmp, long n) {
     divide_row(o, tmp, n);
 }
 
-/* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine */
+/* 16 floats: one AVX-512 register (two AVX2 ones); unaligned loads and stores are fine; vi: the
+   lane masks of their comparisons */
 typedef float vf __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t vi __attribute__((vector_size(64)));
 #define VL 16
 
 /* the n <= VL floats at p as a vector (the rest zero), and back: the last, partial block of channels
@@ -68,7 +70,6 @@ ALWAYS_INLINE void vstore(float *p, vf v, long n) {
 /* max(v, 0) per lane; NaN stays NaN, as torch's relu (vector compares and a mask: a loop over
    the lanes compiled to scalar code, which made the fused output transforms slower than a
    separate ReLU pass) */
-typedef int32_t vi __attribute__((vector_size(64)));
 ALWAYS_INLINE vf vrelu(vf v) {
     const vf z = {0};
     return (vf)((vi)v & ((v >= z) | (v != v)));
