@@ -15,7 +15,7 @@ pytorch-fid mode (default preprocessing):
   pytorch-fid default  ``python -m pytorch_fid A B --device cpu`` (batch 50, DataLoader workers =
                        min(CPUs, 8), which oversubscribe 2 cores)
   pytorch-fid tuned    the same with ``--batch-size 8 --num-workers 0`` and gencli's allocator
-                       tuning as environment variables (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_)
+                       tuning as environment variables (gencli.runtime.MALLOC_ENV)
 torch-fidelity mode (``--preprocess tf``):
   gencli tf            as above with ``--preprocess tf``
   torch-fidelity default  ``fidelity --fid --cpu --no-cache`` (batch 64, 4 DataLoader workers)
@@ -168,7 +168,7 @@ def main() -> int:
 
     from gencli.metrics.stats import frechet_distance
     from gencli.metrics.testing import import_anchors, random_inception_state, save_pth
-    from gencli.runtime import MMAP_THRESHOLD, TRIM_THRESHOLD, cpu_features
+    from gencli.runtime import MALLOC_ENV, cpu_features
 
     pfid, _ = import_anchors()
     work = Path(args.work or tempfile.mkdtemp(prefix="gencli-bench-"))
@@ -181,9 +181,9 @@ def main() -> int:
     fake = write_images(work / f"{kind}-{args.n}-b", args.n, "test", args.jpeg, 1)
     env = dict(os.environ, TORCH_HOME=str(torch_home), HF_HUB_OFFLINE="1", GENCLI_OFFLINE="1",
                GENCLI_CACHE=str(work / "gencli-cache"), PYTHONPATH=str(ROOT))
-    for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+    for k in (*MALLOC_ENV, "MALLOC_TOP_PAD_", "GLIBC_TUNABLES"):
         env.pop(k, None)
-    tuned_env = dict(env, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD), MALLOC_TRIM_THRESHOLD_=str(TRIM_THRESHOLD))
+    tuned_env = dict(env, **MALLOC_ENV)
     anchors_dir = os.environ.get("GENCLI_ANCHORS")
     if anchors_dir:
         env["GENCLI_ANCHORS"] = tuned_env["GENCLI_ANCHORS"] = anchors_dir
