@@ -258,7 +258,7 @@ def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
 def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
     """``conv(x)`` (its bias included; then ReLU with ``relu``) for fp32 CPU activations, by the
     quickest kernel here (the FID Inception's layers): Winograd F(4x4, 3x3) for a stride-1 3x3
-    conv, F(4, r) along one axis for a 1 x r / r x 1 one (both unless ``state.winograd`` is False,
+    conv, F(m, r) along one axis for a 1 x r / r x 1 one (both unless ``state.winograd`` is False,
     and with gencli's C transforms), else oneDNN's convolution with the weight packed once per
     input shape and the ReLU fused, else ``F.conv2d`` (then ReLU in place). Returns channels_last."""
     x = x.contiguous(memory_format=torch.channels_last)

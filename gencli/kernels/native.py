@@ -10,7 +10,7 @@ gather and two matmuls each. Here:
 - :func:`winograd_input` / :func:`winograd_output`: Winograd F(4x4, 3x3)'s data and output
   transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
   (``csrc/winograd.c``);
-- :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(4, r)
+- :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(m, r)
   (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
   (``csrc/winograd1d.c``);
 - :func:`max_pool3x3_nhwc`: 3x3 max pooling on NHWC without torch's int64 indices (``csrc/pool.c``).
@@ -118,8 +118,8 @@ def _library():
     for name, args, res in (("gencli_group_norm_nhwc", [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i], ctypes.c_int),
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
-                            ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, p, lg, lg, lg], None),
-                            ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, p, lg, lg, lg], None),
+                            ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
+                            ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_max_pool3x3_nhwc", [p, p, lg, lg, lg, lg, lg, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -260,44 +260,52 @@ def _pixels(t: torch.Tensor) -> bool:
             and s[2] == w * s[3] and s[0] == h * w * s[3])
 
 
+def _winograd1d_shape(alpha: int, m: int, axis: int, n: int, h: int, w: int) -> tuple[int, int] | None:
+    """(r, tiles) of a one-axis F(m, r) with ``alpha`` points (F(6, 7) or F(4, 3)) on an n x h x w
+    batch along ``axis``; None for another pair."""
+    r = alpha - m + 1
+    if (r, m) not in ((7, 6), (3, 4)) or axis not in (0, 1):
+        return None
+    length = h if axis else w
+    return r, n * (h * w // length) * -(-length // m)
+
+
 def winograd1d_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], bt: torch.Tensor,
-                     axis: int) -> torch.Tensor:
-    """One-axis Winograd F(4, r)'s data transform (``bt``: the (alpha, alpha) B^T, alpha = r + 3,
-    r 3 or 7) of the ``tiles`` [p0, p1) of ``x`` (N, C, H, W; fp32, pixels in NHWC order), along
-    H (``axis`` 1: an r x 1 convolution) or W (0: 1 x r), zero-padded by (r - 1) / 2: writes and
-    returns ``out`` (alpha, p1 - p0, C), rows contiguous. Tile order: see csrc/winograd1d.c."""
+                     axis: int, m: int) -> torch.Tensor:
+    """One-axis Winograd F(m, r)'s data transform (``bt``: the (alpha, alpha) B^T, alpha = m + r -
+    1: F(6, 7) or F(4, 3)) of the ``tiles`` [p0, p1) of ``x`` (N, C, H, W; fp32, pixels in NHWC
+    order), along H (``axis`` 1: an r x 1 convolution) or W (0: 1 x r), zero-padded by (r - 1) / 2:
+    writes and returns ``out`` (alpha, p1 - p0, C), rows contiguous. Tile order: see csrc/winograd1d.c."""
     n, c, h, w = x.shape
     alpha = bt.shape[0]
     p0, p1 = tiles
-    length = h if axis else w
-    if (alpha not in (6, 10) or bt.shape != (alpha, alpha) or bt.dtype != torch.float32 or not bt.is_contiguous()
-            or axis not in (0, 1) or not _pixels(x) or not 0 <= p0 < p1 <= n * (h * w // length) * -(-length // 4)
-            or not _planes(out, p1 - p0, c, alpha)):
-        raise ValueError("winograd1d_input takes fp32 NHWC x, a 6x6 or 10x10 fp32 B^T, axis 0 or 1, a tile range "
-                         "and an (alpha, tiles, C) out of contiguous rows")
-    _function("gencli_winograd1d_input")(x.data_ptr(), x.stride(3), out.data_ptr(), n, h, w, c, axis, alpha - 3,
+    shape = _winograd1d_shape(alpha, m, axis, n, h, w)
+    if (shape is None or bt.shape != (alpha, alpha) or bt.dtype != torch.float32 or not bt.is_contiguous()
+            or not _pixels(x) or not 0 <= p0 < p1 <= shape[1] or not _planes(out, p1 - p0, c, alpha)):
+        raise ValueError("winograd1d_input takes fp32 NHWC x, the B^T of F(6, 7) or F(4, 3), axis 0 or 1, a tile "
+                         "range and an (alpha, tiles, C) out of contiguous rows")
+    _function("gencli_winograd1d_input")(x.data_ptr(), x.stride(3), out.data_ptr(), n, h, w, c, axis, shape[0], m,
                                          bt.data_ptr(), p0, p1, out.stride(0))
     return out
 
 
-def winograd1d_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], at: torch.Tensor, axis: int, *,
+def winograd1d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], at: torch.Tensor, axis: int, *,
                       bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
-    """:func:`winograd1d_input`'s output transform (``at``: the (4, alpha) A^T): writes the pixels
+    """:func:`winograd1d_input`'s output transform (``at``: the (m, alpha) A^T): writes the pixels
     of the ``tiles`` [p0, p1) of ``out`` (N, CO, H, W; fp32, pixels in NHWC order, e.g. a channel
-    slice of a channels_last tensor) from the products ``m`` (alpha, p1 - p0, CO), plus ``bias``
+    slice of a channels_last tensor) from the products ``mm`` (alpha, p1 - p0, CO), plus ``bias``
     (CO), then ReLU with ``relu``."""
     n, co, h, w = out.shape
-    alpha = at.shape[1]
+    m, alpha = at.shape
     p0, p1 = tiles
-    length = h if axis else w
-    if (alpha not in (6, 10) or at.shape != (4, alpha) or at.dtype != torch.float32 or not at.is_contiguous()
-            or axis not in (0, 1) or not _pixels(out) or not 0 <= p0 < p1 <= n * (h * w // length) * -(-length // 4)
-            or not _planes(m, p1 - p0, co, alpha)):
-        raise ValueError("winograd1d_output takes an fp32 (alpha, tiles, CO) m of contiguous rows, a 4 x alpha fp32 "
-                         "A^T, axis 0 or 1 and an fp32 out with pixels in NHWC order")
+    shape = _winograd1d_shape(alpha, m, axis, n, h, w)
+    if (shape is None or at.dtype != torch.float32 or not at.is_contiguous() or not _pixels(out)
+            or not 0 <= p0 < p1 <= shape[1] or not _planes(mm, p1 - p0, co, alpha)):
+        raise ValueError("winograd1d_output takes an fp32 (alpha, tiles, CO) mm of contiguous rows, the A^T of "
+                         "F(6, 7) or F(4, 3), axis 0 or 1 and an fp32 out with pixels in NHWC order")
     bias = _f32(bias, co)
-    _function("gencli_winograd1d_output")(m.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
-                                          w, co, axis, alpha - 3, at.data_ptr(), p0, p1, m.stride(0))
+    _function("gencli_winograd1d_output")(mm.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
+                                          w, co, axis, shape[0], m, at.data_ptr(), p0, p1, mm.stride(0))
     return out
 
 

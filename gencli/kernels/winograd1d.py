@@ -1,9 +1,10 @@
-"""One-axis Winograd F(4, r): 1 x r and r x 1 convolutions with fewer multiplications.
+"""One-axis Winograd F(m, r): 1 x r and r x 1 convolutions with fewer multiplications.
 
 The FID Inception spends 26% of its multiply-adds in 1x7 and 7x1 convolutions (stride 1, "same"
-padding) and 3% in 1x3 and 3x1 ones. Along the kernel's axis, F(4, r) computes 4 outputs from
-alpha = r + 3 inputs with alpha products per input and output channel pair instead of 4r: 2.8x
-fewer for r = 7 (2.4x at the Inception's 17-pixel rows, whose 5 tiles cover 20), 2x for r = 3.
+padding) and 3% in 1x3 and 3x1 ones. Along the kernel's axis, F(m, r) computes m outputs from
+alpha = m + r - 1 inputs with alpha products per input and output channel pair instead of m r:
+F(6, 7) 3.5x fewer (3.3x at the Inception's 17-pixel rows, whose 3 tiles cover 18; F(4, 7) took
+5 tiles covering 20: 2.4x, 1.3x slower per layer), F(4, 3) 2x (its 8-pixel rows: 2 tiles).
 
 :func:`conv1d_winograd` runs the data and output transforms as gencli's C kernels
 (``csrc/winograd1d.c``, bias and ReLU folded into the output transform, which can write into a
@@ -12,9 +13,11 @@ channel slice of a wider tensor) and the alpha GEMMs with torch's BLAS, in block
 
 The matrices are built exactly (rational arithmetic) from interpolation points plus infinity:
 A^T and G are Vandermonde-like, B^T solves A^T [(G g) * (B^T d)] = correlation(d, g) for every g
-and d. Points: r = 7: 0, +-1, +-2, +-1/2, +-3/4 (searched among sets of small fractions for the
-least fp32 error: 8.3e-6 of the output's scale at 160 channels, against 5.5e-7 for direct fp32 and
-2.6e-5 with +-3); r = 3: 0, 1, -1, 1/2, -2 (1.6e-6).
+and d. Points (searched among sets of small fractions for the least fp32 error, measured as the
+largest deviation from a float64 convolution relative to the largest output, 160 channels, unit
+activations): r = 7: 0, +-1, +-2, +-1/2, +-3/4, +-4/3 (1.7e-5, as the 2-D F(4x4, 3x3) of
+:mod:`gencli.kernels.winograd`; direct fp32 5.5e-7; F(4, 7) with 0, +-1, +-2, +-1/2, +-3/4 8.3e-6;
+other F(6, 7) sets 2e-5 to 1.3e-4); r = 3: 0, 1, -1, 1/2, -2 (1.6e-6).
 """
 
 from __future__ import annotations
@@ -30,16 +33,16 @@ import torch.nn.functional as F
 from gencli.kernels import native
 from gencli.kernels.winograd import NATIVE_BLOCK_BYTES, Workspace, _fresh, _gemm_rows, _tile_buffer
 
-POINTS = {7: ("0", "1", "-1", "2", "-2", "1/2", "-1/2", "3/4", "-3/4"),
+POINTS = {7: ("0", "1", "-1", "2", "-2", "1/2", "-1/2", "3/4", "-3/4", "4/3", "-4/3"),
           3: ("0", "1", "-1", "1/2", "-2")}
-TILE = 4  # outputs per tile
+TILE = {7: 6, 3: 4}  # outputs per tile (m): len(POINTS[r]) + 2 - r
 
 
 @functools.lru_cache(maxsize=None)
 def matrices(r: int) -> tuple[tuple[tuple[Fraction, ...], ...], ...]:
-    """(A^T (4, alpha), G (alpha, r), B^T (alpha, alpha)) of F(4, r), exact."""
+    """(A^T (m, alpha), G (alpha, r), B^T (alpha, alpha)) of F(m, r), m = ``TILE[r]``, exact."""
     pts = [Fraction(p) for p in POINTS[r]]
-    m, alpha = TILE, TILE + r - 1
+    m, alpha = TILE[r], TILE[r] + r - 1
     at = [[p ** i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
     g = []
     for j, p in enumerate(pts):
@@ -84,7 +87,7 @@ class Winograd1dFilters(NamedTuple):
     """A 1 x r or r x 1 weight transformed for :func:`conv1d_winograd` (build once per weight)."""
     u: torch.Tensor   # (alpha, in, out): G w per point
     bt: torch.Tensor  # B^T (alpha, alpha), fp32
-    at: torch.Tensor  # A^T (4, alpha), fp32
+    at: torch.Tensor  # A^T (m, alpha), fp32
     axis: int         # 1: along H (an r x 1 kernel), 0: along W (1 x r)
 
 
@@ -125,13 +128,14 @@ def conv1d_winograd(x: torch.Tensor, filters: Winograd1dFilters, bias: torch.Ten
         out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     buf = workspace or _fresh
     length = h if axis else w
-    p = n * (h * w // length) * -(-length // TILE)
+    tile = at.shape[0]
+    p = n * (h * w // length) * -(-length // tile)
     step = max(NATIVE_BLOCK_BYTES // (alpha * 4 * max(c, co)), 8)
     for p0 in range(0, p, step):
         p1 = min(p0 + step, p)
         rows = _gemm_rows(p1 - p0, co)
         v = _tile_buffer(buf, "v", rows, c, x, planes=alpha)
-        native.winograd1d_input(x, v[:, :p1 - p0], (p0, p1), bt, axis)
+        native.winograd1d_input(x, v[:, :p1 - p0], (p0, p1), bt, axis, tile)
         if rows > p1 - p0:
             v[:, p1 - p0:].zero_()  # the spare row (see _gemm_rows)
         m = torch.bmm(v, u, out=buf("m", alpha * rows * co, x).view(alpha, rows, co))

@@ -19,10 +19,15 @@ features). ``logits_unbiased`` is ``pool3 @ fc.weight.T`` (used by the Inception
 For inference :meth:`FIDInceptionV3.fused` folds each BatchNorm into the convolution before it
 (``w * g / sqrt(v + eps)``, ``b - m * g / sqrt(v + eps)``), which is exact up to float rounding
 and saves a full pass over every activation; the model then runs in channels-last layout, and on
-the CPU in fp32 its stride-1 3x3 convolutions (36% of its multiply-adds) run as Winograd F(4x4, 3x3)
-(:mod:`gencli.kernels.winograd`, with gencli's C transforms; where those are not built, the
-convolutions stay direct): 1.1-2.4x quicker per layer, each layer's output within ~1e-6 relative of
-the direct convolution's (measured: 5-10e-7, against 1-4e-7 for fp32 direct convolution).
+the CPU in fp32 (:func:`gencli.kernels.fast_path.conv_fp32`): the stride-1 3x3 convolutions (36%
+of its multiply-adds) as Winograd F(4x4, 3x3) (:mod:`gencli.kernels.winograd`), the 1x7/7x1 and
+1x3/3x1 ones (29%) as a one-axis Winograd F(6, 7) / F(4, 3) (:mod:`gencli.kernels.winograd1d`),
+both with the ReLU in their C output transform, the rest through oneDNN with packed weights and
+the ReLU fused; the pooling branches average the 1x1 convolution's output instead of its input
+(the two commute), and the max pools are a C kernel. Each Winograd layer's output stays within
+~1.5e-5 of the direct convolution's relative to its scale (direct fp32: ~1e-6); the FID moved by
+3-5e-7 relative with each of the two (see bench/README.md). Where gencli's C kernels are not
+built, the convolutions stay direct.
 """
 
 from __future__ import annotations

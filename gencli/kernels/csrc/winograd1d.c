@@ -1,20 +1,21 @@
-/* The data and output transforms of a one-axis Winograd F(4, r) on NHWC fp32 activations: the
+/* The data and output transforms of a one-axis Winograd F(m, r) on NHWC fp32 activations: the
  * 1 x r and r x 1 convolutions (stride 1, "same" padding (r - 1) / 2) behind
- * gencli.kernels.winograd1d (r = 7: alpha = 10 points; r = 3: alpha = 6). The alpha GEMMs between
- * the transforms stay with torch's BLAS.
+ * gencli.kernels.winograd1d (F(6, 7): alpha = 12 points; F(4, 3): alpha = 6). The alpha GEMMs
+ * between the transforms stay with torch's BLAS.
  *
  *   input:  V[i, p, c] = sum_k BT[i][k] x[tile p's pixel k, c]   (zeros past either end)
  *   output: out[tile p's pixel a, o] = act(sum_i AT[a][i] M[i, p, o] + bias[o])
  *
- * A tile is 4 outputs along the axis: p = (b, t, q) for an r x 1 conv (axis 1, along H: q the
+ * A tile is m outputs along the axis: p = (b, t, q) for an r x 1 conv (axis 1, along H: q the
  * column), p = (b, q, t) for a 1 x r one (axis 0, along W: q the row); tile t reads the alpha
- * pixels from 4t - pad and writes the (up to) 4 from 4t. The matrices come from the caller
+ * pixels from m t - pad and writes the (up to) m from m t. The matrices come from the caller
  * (gencli.kernels.winograd1d builds them exactly from the interpolation points). Pixels lie ldx
  * (input) and ldo (output) floats apart, so the output can be a channel slice of a wider tensor.
  */
 #include "common.h"
 
-#define MAX_ALPHA 10
+#define MAX_ALPHA 12
+#define MAX_M 6
 
 /* pixel (b, s along the axis, q across it) of an n x h x w image batch */
 ALWAYS_INLINE long pixel(long b, long s, long q, long h, long w, int axis) {
@@ -44,7 +45,7 @@ ALWAYS_INLINE void input_chunk(const float *const src[MAX_ALPHA], float *dst, co
     }
 }
 
-/* all channels of one tile, alpha a constant after inlining */
+/* all channels of one tile, alpha a constant after inlining (the callers' 12 or 6) */
 ALWAYS_INLINE void input_tile(const float *const src[MAX_ALPHA], float *dst, const float *bt, int alpha, long c,
                               long plane) {
     const long cv = c - c % VL;
@@ -54,9 +55,9 @@ ALWAYS_INLINE void input_tile(const float *const src[MAX_ALPHA], float *dst, con
 
 /* tiles [p0, p1) of x into v (alpha, p1 - p0, c), whose planes lie `plane` floats apart */
 void gencli_winograd1d_input(const float *x, long ldx, float *v, long n, long h, long w, long c, int axis, int r,
-                             const float *bt, long p0, long p1, long plane) {
-    const int alpha = 4 + r - 1;
-    const long pad = (r - 1) / 2, len = axis ? h : w, qn = axis ? w : h, tn = (len + 3) / 4;
+                             int m, const float *bt, long p0, long p1, long plane) {
+    const int alpha = m + r - 1;
+    const long pad = (r - 1) / 2, len = axis ? h : w, qn = axis ? w : h, tn = (len + m - 1) / m;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
@@ -64,52 +65,52 @@ void gencli_winograd1d_input(const float *x, long ldx, float *v, long n, long h,
         tile_of(p, tn, qn, axis, &b, &t, &q);
         const float *src[MAX_ALPHA];
         for (int k = 0; k < alpha; k++) {
-            const long s = 4 * t - pad + k;
+            const long s = m * t - pad + k;
             src[k] = (s < 0 || s >= len) ? NULL : x + pixel(b, s, q, h, w, axis) * ldx;
         }
         float *dst = v + (p - p0) * c;
-        if (alpha == 10) input_tile(src, dst, bt, 10, c, plane);
+        if (alpha == 12) input_tile(src, dst, bt, 12, c, plane);
         else input_tile(src, dst, bt, 6, c, plane);
     }
 }
 
 /* channels [e, e + cn) of one tile's first `no` outputs from src (its first value in m) */
-ALWAYS_INLINE void output_chunk(const float *src, float *const dst[4], int no, const float *at, int alpha,
+ALWAYS_INLINE void output_chunk(const float *src, float *const dst[MAX_M], int no, const float *at, int alpha,
                                 const float *bias, int relu, long e, long cn, long plane) {
-    vf m[MAX_ALPHA];
-    for (int i = 0; i < alpha; i++) m[i] = vload(src + i * plane + e, cn);
+    vf mv[MAX_ALPHA];
+    for (int i = 0; i < alpha; i++) mv[i] = vload(src + i * plane + e, cn);
     vf add = {0};
     if (bias) add = vload(bias + e, cn);
     for (int a = 0; a < no; a++) {
         vf y = add;
-        for (int i = 0; i < alpha; i++) y += at[a * alpha + i] * m[i];
+        for (int i = 0; i < alpha; i++) y += at[a * alpha + i] * mv[i];
         vstore(dst[a] + e, relu ? vrelu(y) : y, cn);
     }
 }
 
-ALWAYS_INLINE void output_tile(const float *src, float *const dst[4], int no, const float *at, int alpha,
+ALWAYS_INLINE void output_tile(const float *src, float *const dst[MAX_M], int no, const float *at, int alpha,
                                const float *bias, int relu, long co, long plane) {
     const long cv = co - co % VL;
     for (long e = 0; e < cv; e += VL) output_chunk(src, dst, no, at, alpha, bias, relu, e, VL, plane);
     if (cv < co) output_chunk(src, dst, no, at, alpha, bias, relu, cv, co - cv, plane);
 }
 
-/* tiles [p0, p1) of the output (n x h x w pixels, ldo floats apart, co channels each) from m
+/* tiles [p0, p1) of the output (n x h x w pixels, ldo floats apart, co channels each) from mm
    (alpha, p1 - p0, co; planes `plane` floats apart), plus bias (co) where not NULL, then ReLU with relu */
-void gencli_winograd1d_output(const float *m, float *out, long ldo, const float *bias, int relu, long n, long h,
-                              long w, long co, int axis, int r, const float *at, long p0, long p1, long plane) {
-    const int alpha = 4 + r - 1;
-    const long len = axis ? h : w, qn = axis ? w : h, tn = (len + 3) / 4;
+void gencli_winograd1d_output(const float *mm, float *out, long ldo, const float *bias, int relu, long n, long h,
+                              long w, long co, int axis, int r, int m, const float *at, long p0, long p1, long plane) {
+    const int alpha = m + r - 1;
+    const long len = axis ? h : w, qn = axis ? w : h, tn = (len + m - 1) / m;
     (void)n;
 #pragma omp parallel for schedule(static)
     for (long p = p0; p < p1; p++) {
         long b, t, q;
         tile_of(p, tn, qn, axis, &b, &t, &q);
-        const int no = len - 4 * t < 4 ? (int)(len - 4 * t) : 4;
-        float *dst[4];
-        for (int a = 0; a < no; a++) dst[a] = out + pixel(b, 4 * t + a, q, h, w, axis) * ldo;
-        const float *src = m + (p - p0) * co;
-        if (alpha == 10) output_tile(src, dst, no, at, 10, bias, relu, co, plane);
+        const int no = len - m * t < m ? (int)(len - m * t) : m;
+        float *dst[MAX_M];
+        for (int a = 0; a < no; a++) dst[a] = out + pixel(b, m * t + a, q, h, w, axis) * ldo;
+        const float *src = mm + (p - p0) * co;
+        if (alpha == 12) output_tile(src, dst, no, at, 12, bias, relu, co, plane);
         else output_tile(src, dst, no, at, 6, bias, relu, co, plane);
     }
 }
