@@ -114,7 +114,9 @@ def test_save_stats_and_npz_input(capsysbinary, two_folders, weights, tmp_path):
         assert data["mu"].shape == (64,) and data["sigma"].shape == (64, 64)
     direct = _fid64(capsysbinary, real, fake, weights, "--no-cache")["fid"]
     via_npz = _fid64(capsysbinary, out, fake, weights, "--no-cache")["fid"]
-    assert via_npz == pytest.approx(direct, rel=1e-12)
+    # the images' side keeps its feature rows (6 <= 64 dims: FeatureStats.root), the npz side has
+    # only mean and covariance: the same trace by another factorisation, equal to rounding
+    assert via_npz == pytest.approx(direct, rel=1e-9)
     # exists -> refuse, --force -> overwrite
     r = cli(capsysbinary, "evaluate", "fid", real, "--weights", weights, "--dims", "64", "--save-stats", out)
     r.assert_error(2, "exists", "--force")
