@@ -57,8 +57,7 @@ class InceptionExtractor(FeatureExtractor):
     def __call__(self, images: torch.Tensor, logits: bool = False) -> dict[str, torch.Tensor]:
         from gencli.metrics.preprocess import inception_input
 
-        x = inception_input(images.to(self.device), self.info["resize"])
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = inception_input(images.to(self.device), self.info["resize"])  # channels_last
         tap = str(self.dims)
         outputs = [tap] + (["logits_unbiased"] if logits else [])
         out = self.model(x, outputs)

@@ -77,13 +77,15 @@ def tf_resize_bilinear(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Te
 
 
 def inception_input(x: torch.Tensor, mode: str = DEFAULT_MODE, size: int = INCEPTION_SIZE) -> torch.Tensor:
-    """[-1, 1] NCHW (1 or 3 channels, any size) -> the network input of ``mode`` (3 x size x size)."""
+    """[-1, 1] NCHW (1 or 3 channels, any size) -> the network input of ``mode`` (3 x size x size),
+    in channels_last memory (the layout the network reads; the affine step in place). Grey images
+    are repeated to RGB before resizing, as pytorch-fid's PIL ``convert("RGB")`` does: resizing
+    one channel and repeating it afterwards differs from that by an ulp on some pixels."""
     check_mode(mode)
     x = rgb(x.float())
     if mode == "pytorch-fid":
-        x01 = (x + 1.0) * 0.5
-        y = F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False)
-        return 2.0 * y - 1.0
-    levels = to_uint8_levels(x)
-    y = tf_resize_bilinear(levels, size)
-    return (y - 128.0) / 128.0
+        y = F.interpolate((x + 1.0) * 0.5, size=(size, size), mode="bilinear", align_corners=False)
+        y = y.mul_(2.0).sub_(1.0)
+    else:
+        y = tf_resize_bilinear(to_uint8_levels(x), size).sub_(128.0).div_(128.0)
+    return y.contiguous(memory_format=torch.channels_last)

@@ -291,7 +291,8 @@ def test_tf_resize_matches_tf1_definition(src, dst):
 def test_pytorch_fid_mode_is_bilinear_on_unit_range():
     x = torch.rand(2, 3, 28, 40) * 2 - 1
     expected = 2 * F.interpolate((x + 1) / 2, size=(299, 299), mode="bilinear", align_corners=False) - 1
-    torch.testing.assert_close(inception_input(x, "pytorch-fid"), expected)
+    got = inception_input(x, "pytorch-fid")
+    assert torch.equal(got, expected) and got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_tf_mode_scaling_and_grey():
