@@ -37,6 +37,7 @@ from gencli.kernels.group_norm import group_norm_nhwc
 from gencli.kernels.narrow_conv import conv_few_outputs, grouped_weight, input_width
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_weight
 from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, native_transforms, winograd_filters
+from gencli.kernels.winograd import applies as winograd_applies
 from gencli.kernels.winograd1d import Winograd1dFilters, conv1d_winograd, winograd1d_filters
 from gencli.kernels.winograd1d import applies as winograd1d_applies
 
@@ -264,8 +265,7 @@ def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool 
     x = x.contiguous(memory_format=torch.channels_last)
     wino = state.winograd is not False and native_transforms(x)
     c = conv
-    if (wino and c.kernel_size == (3, 3) and c.stride == (1, 1) and c.dilation == (1, 1) and c.groups == 1
-            and c.padding in ((0, 0), (1, 1)) and c.padding_mode == "zeros"):
+    if wino and winograd_applies(c):
         return conv3x3_winograd(x, state.winograd_filters(c), c.bias, padding=c.padding[0],
                                 workspace=state.workspace, relu=relu)
     if wino and winograd1d_applies(c):

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.kernels import native
@@ -201,6 +202,13 @@ def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Te
     """A (planes, rows, cols) tile buffer whose planes lie :func:`native.plane_stride` apart."""
     stride = native.plane_stride(rows, cols)
     return buf(role, (planes - 1) * stride + rows * cols, like).as_strided((planes, rows, cols), (stride, cols, 1))
+
+
+def applies(conv: nn.Conv2d) -> bool:
+    """Whether :func:`conv3x3_winograd` computes ``conv`` (3x3, stride 1, padding 1 or 0 with zeros,
+    no dilation or groups)."""
+    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding in ((0, 0), (1, 1)) and conv.padding_mode == "zeros")
 
 
 def native_transforms(x: torch.Tensor) -> bool:

@@ -115,8 +115,9 @@ def test_save_stats_and_npz_input(capsysbinary, two_folders, weights, tmp_path):
     direct = _fid64(capsysbinary, real, fake, weights, "--no-cache")["fid"]
     via_npz = _fid64(capsysbinary, out, fake, weights, "--no-cache")["fid"]
     # the images' side keeps its feature rows (6 <= 64 dims: FeatureStats.root), the npz side has
-    # only mean and covariance: the same trace by another factorisation, equal to rounding
-    assert via_npz == pytest.approx(direct, rel=1e-9)
+    # only mean and covariance: the same trace by another factorisation, equal to rounding (seen
+    # 1e-10 to 2e-8 apart relative to this small FID: its terms cancel; 6 images in 64-d are rank 5)
+    assert via_npz == pytest.approx(direct, rel=1e-6)
     # exists -> refuse, --force -> overwrite
     r = cli(capsysbinary, "evaluate", "fid", real, "--weights", weights, "--dims", "64", "--save-stats", out)
     r.assert_error(2, "exists", "--force")
