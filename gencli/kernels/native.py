@@ -260,14 +260,20 @@ def _pixels(t: torch.Tensor) -> bool:
             and s[2] == w * s[3] and s[0] == h * w * s[3])
 
 
+def winograd1d_tiles(n: int, h: int, w: int, axis: int, m: int) -> int:
+    """Tiles of m outputs along ``axis`` (1: H, 0: W) of an n x h x w batch, the last one partial
+    where the side is not a multiple of m."""
+    length = h if axis else w
+    return n * (h * w // length) * -(-length // m)
+
+
 def _winograd1d_shape(alpha: int, m: int, axis: int, n: int, h: int, w: int) -> tuple[int, int] | None:
     """(r, tiles) of a one-axis F(m, r) with ``alpha`` points (F(6, 7) or F(4, 3)) on an n x h x w
     batch along ``axis``; None for another pair."""
     r = alpha - m + 1
     if (r, m) not in ((7, 6), (3, 4)) or axis not in (0, 1):
         return None
-    length = h if axis else w
-    return r, n * (h * w // length) * -(-length // m)
+    return r, winograd1d_tiles(n, h, w, axis, m)
 
 
 def winograd1d_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], bt: torch.Tensor,

@@ -124,18 +124,11 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         th, tw = native.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        step = max(NATIVE_BLOCK_BYTES // (36 * 4 * max(c, co)), 8)
-        for p0 in range(0, p, step):
-            p1 = min(p0 + step, p)
-            rows = _gemm_rows(p1 - p0, co)
-            v = _tile_buffer(buf, "v", rows, c, x)
-            native.winograd_input(x, v[:, :p1 - p0], (p0, p1), silu=silu, reflect=padding_mode == "reflect",
-                                  pad=padding)
-            if rows > p1 - p0:
-                v[:, p1 - p0:].zero_()  # the spare row (see _gemm_rows)
-            m = torch.bmm(v, u, out=buf("m", 36 * rows * co, x).view(36, rows, co))
-            native.winograd_output(m[:, :p1 - p0], out, (p0, p1), bias=bias, sample_bias=sample_bias,
-                                   residual=residual, relu=relu)
+        run_blocks(x, u, p, buf,
+                   lambda v, tiles: native.winograd_input(x, v, tiles, silu=silu, reflect=padding_mode == "reflect",
+                                                          pad=padding),
+                   lambda m, tiles: native.winograd_output(m, out, tiles, bias=bias, sample_bias=sample_bias,
+                                                           residual=residual, relu=relu))
         return out
     if padding != 1 or h % 4 or w % 4:
         raise ValueError("without gencli's C kernels, Winograd takes padding 1 and sides that are multiples of 4")
@@ -182,6 +175,27 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
     if relu:
         out.relu_()
     return out.permute(0, 3, 1, 2)  # NCHW view of NHWC memory (channels_last)
+
+
+def run_blocks(x: torch.Tensor, u: torch.Tensor, tiles: int, buf: Workspace,
+               data: Callable[[torch.Tensor, tuple[int, int]], Any],
+               output: Callable[[torch.Tensor, tuple[int, int]], Any]) -> None:
+    """A Winograd convolution's ``tiles`` tiles in blocks (shared by the 2-D and the one-axis
+    kernels): per block [p0, p1), ``data(v, (p0, p1))`` writes the (planes, p1 - p0, C) transformed
+    input, the planes' GEMMs with the filters ``u`` (planes, C, CO) run in one torch ``bmm`` into a
+    contiguous buffer, and ``output(m, (p0, p1))`` transforms their (planes, p1 - p0, CO) products
+    back. Blocks hold at most about NATIVE_BLOCK_BYTES of transformed input."""
+    planes, c, co = u.shape
+    step = max(NATIVE_BLOCK_BYTES // (planes * 4 * max(c, co)), 8)
+    for p0 in range(0, tiles, step):
+        p1 = min(p0 + step, tiles)
+        rows = _gemm_rows(p1 - p0, co)
+        v = _tile_buffer(buf, "v", rows, c, x, planes)
+        data(v[:, :p1 - p0], (p0, p1))
+        if rows > p1 - p0:
+            v[:, p1 - p0:].zero_()  # the spare row (see _gemm_rows)
+        m = torch.bmm(v, u, out=buf("m", planes * rows * co, x).view(planes, rows, co))
+        output(m[:, :p1 - p0], (p0, p1))
 
 
 def _gemm_rows(tiles: int, co: int) -> int:

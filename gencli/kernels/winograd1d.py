@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.kernels import native
-from gencli.kernels.winograd import NATIVE_BLOCK_BYTES, Workspace, _fresh, _gemm_rows, _tile_buffer
+from gencli.kernels.winograd import Workspace, _fresh, run_blocks
 
 POINTS = {7: ("0", "1", "-1", "2", "-2", "1/2", "-1/2", "3/4", "-3/4", "4/3", "-4/3"),
           3: ("0", "1", "-1", "1/2", "-2")}
@@ -120,26 +120,16 @@ def conv1d_winograd(x: torch.Tensor, filters: Winograd1dFilters, bias: torch.Ten
     Writes ``out`` when given (N, CO, H, W, pixels in NHWC order: e.g. a channel slice of a
     channels_last tensor); else returns a new channels_last tensor."""
     u, bt, at, axis = filters
-    alpha, c, co = u.shape
+    co = u.shape[2]
     n, _, h, w = x.shape
     if not native._pixels(x):
         x = x.contiguous(memory_format=torch.channels_last)
     if out is None:
         out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
-    buf = workspace or _fresh
-    length = h if axis else w
     tile = at.shape[0]
-    p = n * (h * w // length) * -(-length // tile)
-    step = max(NATIVE_BLOCK_BYTES // (alpha * 4 * max(c, co)), 8)
-    for p0 in range(0, p, step):
-        p1 = min(p0 + step, p)
-        rows = _gemm_rows(p1 - p0, co)
-        v = _tile_buffer(buf, "v", rows, c, x, planes=alpha)
-        native.winograd1d_input(x, v[:, :p1 - p0], (p0, p1), bt, axis, tile)
-        if rows > p1 - p0:
-            v[:, p1 - p0:].zero_()  # the spare row (see _gemm_rows)
-        m = torch.bmm(v, u, out=buf("m", alpha * rows * co, x).view(alpha, rows, co))
-        native.winograd1d_output(m[:, :p1 - p0], out, (p0, p1), at, axis, bias=bias, relu=relu)
+    run_blocks(x, u, native.winograd1d_tiles(n, h, w, axis, tile), workspace or _fresh,
+               lambda v, tiles: native.winograd1d_input(x, v, tiles, bt, axis, tile),
+               lambda m, tiles: native.winograd1d_output(m, out, tiles, at, axis, bias=bias, relu=relu))
     return out
 
 

@@ -94,6 +94,15 @@ def test_winograd_fused_silu_biases_and_residual(shape, channels_last):
     assert rel_err(no_bias, conv3x3_reference(*as64(x, weight))) < FP32_RTOL
 
 
+@both_transforms
+@pytest.mark.parametrize("shape", CONV_SHAPES[:3], ids=str)
+def test_winograd_relu_in_the_output_transform(shape):
+    x, weight, bias = conv_case(*shape, seed=5)
+    got = conv3x3_winograd(x, winograd_filters(weight), bias, relu=True)
+    assert got.min() >= 0 and (got == 0).any()
+    assert rel_err(got, conv3x3_reference(*as64(x, weight, bias), relu=True)) < FP32_RTOL
+
+
 # sides that are not multiples of 4 (partial last tiles) and unpadded convolutions: the C transforms only
 ANY_SIZE = [((2, 16, 24, 35, 35), 1), ((1, 8, 12, 73, 71), 0), ((2, 32, 40, 9, 6), 0), ((1, 20, 19, 5, 7), 1),
             ((3, 16, 16, 8, 8), 0), ((1, 4, 4, 3, 3), 0)]

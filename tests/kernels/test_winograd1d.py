@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from gencli.kernels import native
+from gencli.kernels import winograd as W
 from gencli.kernels import winograd1d as W1
 from gencli.kernels.fast_path import FastState, conv_fp32
 from gencli.kernels.winograd1d import applies, conv1d_reference, conv1d_winograd, winograd1d_filters
@@ -81,7 +82,7 @@ def test_blocks_of_tiles_give_the_same_result(monkeypatch):
     x, weight, bias = case(4, 16, 16, 17, 17, 1, 7, seed=2)
     filters = winograd1d_filters(weight)
     whole = conv1d_winograd(x, filters, bias)
-    monkeypatch.setattr(W1, "NATIVE_BLOCK_BYTES", 16 * 12 * 4 * 7)  # 7-tile blocks (the floor is 8)
+    monkeypatch.setattr(W, "NATIVE_BLOCK_BYTES", 16 * 12 * 4 * 7)  # 7-tile blocks (the floor is 8)
     assert torch.equal(conv1d_winograd(x, filters, bias), whole)
 
 
