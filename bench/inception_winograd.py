@@ -1,8 +1,8 @@
 """The FID Inception's Winograd layers (gencli's default on CPU fp32) against direct convolution,
 per layer and for the whole forward, and where the forward's convolution time goes.
 
-Per layer: each of the 46 convolutions the fused Inception runs as Winograd (12 stride-1 3x3 as
-F(4x4, 3x3), 26 1x7/7x1 as F(6, 7), 8 1x3/3x1 as F(4, 3)), at its real input size for a 299x299
+Per layer: each of the 49 convolutions the fused Inception runs as Winograd (12 stride-1 3x3 as
+F(4x4, 3x3), 26 1x7/7x1 as F(6, 7), 8 1x3/3x1 as F(4, 3), 3 5x5 as F(4x4, 5x5)), at its real input size for a 299x299
 image, batch ``--batch``: median time direct (``F.conv2d`` + ReLU, channels_last) and Winograd
 (:func:`gencli.kernels.fast_path.conv_fp32`, ReLU in its output transform), and both outputs'
 relative error against a float64 convolution. By kernel: every layer as the fast path runs it,

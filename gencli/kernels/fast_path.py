@@ -40,6 +40,8 @@ from gencli.kernels.winograd import WinogradFilters, conv3x3_winograd, native_tr
 from gencli.kernels.winograd import applies as winograd_applies
 from gencli.kernels.winograd1d import Winograd1dFilters, conv1d_winograd, winograd1d_filters
 from gencli.kernels.winograd1d import applies as winograd1d_applies
+from gencli.kernels.winograd2d import Winograd2dFilters, conv_winograd2d, winograd2d_filters
+from gencli.kernels.winograd2d import applies as winograd2d_applies
 
 # Below these sizes (channels; tiles = N * H/4 * W/4) direct convolution wins or ties on AVX2
 # cores: the transforms and the 4x larger transformed filters dominate (measured: 32-64 channels
@@ -170,6 +172,9 @@ class FastState:
     def winograd1d_filters(self, conv: nn.Conv2d) -> Winograd1dFilters:
         return self.cached(("wino1d", id(conv)), (conv.weight,), lambda: winograd1d_filters(conv.weight))
 
+    def winograd2d_filters(self, conv: nn.Conv2d) -> Winograd2dFilters:
+        return self.cached(("wino2d", id(conv)), (conv.weight,), lambda: winograd2d_filters(conv.weight))
+
 
 class FastInference:
     """Mixin of the networks with a fast path (the diffusion UNet, the CycleGAN ResNet generator):
@@ -259,8 +264,9 @@ def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
 def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:
     """``conv(x)`` (its bias included; then ReLU with ``relu``) for fp32 CPU activations, by the
     quickest kernel here (the FID Inception's layers): Winograd F(4x4, 3x3) for a stride-1 3x3
-    conv, F(m, r) along one axis for a 1 x r / r x 1 one (both unless ``state.winograd`` is False,
-    and with gencli's C transforms), else oneDNN's convolution with the weight packed once per
+    conv, F(4x4, 5x5) for a stride-1 5x5 one, F(m, r) along one axis for a 1 x r / r x 1 one (all
+    unless ``state.winograd`` is False, and with gencli's C transforms), else oneDNN's convolution
+    with the weight packed once per
     input shape and the ReLU fused, else ``F.conv2d`` (then ReLU in place). Returns channels_last."""
     x = x.contiguous(memory_format=torch.channels_last)
     wino = state.winograd is not False and native_transforms(x)
@@ -270,6 +276,9 @@ def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool 
                                 workspace=state.workspace, relu=relu)
     if wino and winograd1d_applies(c):
         return conv1d_winograd(x, state.winograd1d_filters(c), c.bias, relu=relu, workspace=state.workspace)
+    if wino and winograd2d_applies(c):
+        return conv_winograd2d(x, state.winograd2d_filters(c), c.bias, padding=c.padding[0], relu=relu,
+                               workspace=state.workspace)
     if c.groups == 1 and c.padding_mode == "zeros" and not isinstance(c.padding, str) and onednn.usable(torch.float32):
         packed = state.cached(("onednn32", id(c), tuple(x.shape)), (c.weight,), lambda: onednn.pack_conv_weight(
             c.weight.detach().contiguous(memory_format=torch.channels_last), c.padding, c.stride, c.dilation, x.shape))

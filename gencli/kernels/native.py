@@ -13,6 +13,8 @@ gather and two matmuls each. Here:
 - :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(m, r)
   (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
   (``csrc/winograd1d.c``);
+- :func:`winograd2d_input` / :func:`winograd2d_output`: the same for the 2-D F(4x4, 5x5) (8 x 8
+  tiles), used by :func:`gencli.kernels.winograd2d.conv_winograd2d` (``csrc/winograd2d.c``);
 - :func:`max_pool3x3_nhwc`: 3x3 max pooling on NHWC without torch's int64 indices (``csrc/pool.c``).
 
 The sources are built together with ``-O3 -march=native`` into ``$XDG_CACHE_HOME/gencli/kernels``
@@ -37,7 +39,8 @@ from pathlib import Path
 
 import torch
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("group_norm.c", "winograd.c", "winograd1d.c", "pool.c"))
+SOURCES = tuple(Path(__file__).with_name("csrc") / name
+                for name in ("group_norm.c", "winograd.c", "winograd1d.c", "winograd2d.c", "pool.c"))
 HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h",))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
@@ -120,6 +123,8 @@ def _library():
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
+                            ("gencli_winograd2d_input", [p, p, lg, lg, lg, lg, lg, p, lg, lg, lg], None),
+                            ("gencli_winograd2d_output", [p, p, lg, p, i, lg, lg, lg, lg, p, lg, lg, lg], None),
                             ("gencli_max_pool3x3_nhwc", [p, p, lg, lg, lg, lg, lg, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -312,6 +317,50 @@ def winograd1d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int
     bias = _f32(bias, co)
     _function("gencli_winograd1d_output")(mm.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
                                           w, co, axis, shape[0], m, at.data_ptr(), p0, p1, mm.stride(0))
+    return out
+
+
+def winograd2d_tiles(n: int, ho: int, wo: int) -> int:
+    """Tiles of 4 x 4 outputs of an n x ho x wo output (F(4x4, 5x5)), the last row and column
+    partial where a side is not a multiple of 4."""
+    return n * -(-ho // 4) * -(-wo // 4)
+
+
+def winograd2d_input(x: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], bt: torch.Tensor,
+                     pad: int) -> torch.Tensor:
+    """Winograd F(4x4, 5x5)'s data transform (``bt``: its (8, 8) B^T) of the ``tiles`` [p0, p1) (p =
+    (n * TH + ty) * TW + tx over the output's 4 x 4 tiles) of ``x`` (N, C, H, W; fp32
+    channels_last) zero-padded by ``pad`` (0 to 4): writes and returns ``out`` (64, p1 - p0, C), rows
+    contiguous, planes possibly further apart (see csrc/winograd2d.c)."""
+    n, c, h, w = x.shape
+    p0, p1 = tiles
+    ho, wo = h + 2 * pad - 4, w + 2 * pad - 4
+    if (not 0 <= pad < 5 or min(ho, wo) < 1 or bt.shape != (8, 8) or bt.dtype != torch.float32
+            or not bt.is_contiguous() or x.dtype != torch.float32 or x.device.type != "cpu"
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or not 0 <= p0 < p1 <= winograd2d_tiles(n, ho, wo) or not _planes(out, p1 - p0, c, 64)):
+        raise ValueError("winograd2d_input takes fp32 NHWC x, the 8 x 8 B^T of F(4x4, 5x5), padding 0 to 4, a "
+                         "tile range and a (64, tiles, C) out of contiguous rows")
+    _function("gencli_winograd2d_input")(x.data_ptr(), out.data_ptr(), n, h, w, c, pad, bt.data_ptr(), p0, p1,
+                                         out.stride(0))
+    return out
+
+
+def winograd2d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], at: torch.Tensor, *,
+                      bias: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """:func:`winograd2d_input`'s output transform (``at``: the (4, 8) A^T): writes the pixels of the
+    ``tiles`` [p0, p1) of ``out`` (N, CO, H, W; fp32, pixels in NHWC order, e.g. a channel slice of
+    a channels_last tensor) from the products ``mm`` (64, p1 - p0, CO), plus ``bias`` (CO), then
+    ReLU with ``relu``."""
+    n, co, h, w = out.shape
+    p0, p1 = tiles
+    if (at.shape != (4, 8) or at.dtype != torch.float32 or not at.is_contiguous() or not _pixels(out)
+            or not 0 <= p0 < p1 <= winograd2d_tiles(n, h, w) or not _planes(mm, p1 - p0, co, 64)):
+        raise ValueError("winograd2d_output takes an fp32 (64, tiles, CO) mm of contiguous rows, the A^T of "
+                         "F(4x4, 5x5) and an fp32 out with pixels in NHWC order")
+    bias = _f32(bias, co)
+    _function("gencli_winograd2d_output")(mm.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
+                                          w, co, at.data_ptr(), p0, p1, mm.stride(0))
     return out
 
 

@@ -38,11 +38,20 @@ POINTS = {7: ("0", "1", "-1", "2", "-2", "1/2", "-1/2", "3/4", "-3/4", "4/3", "-
 TILE = {7: 6, 3: 4}  # outputs per tile (m): len(POINTS[r]) + 2 - r
 
 
-@functools.lru_cache(maxsize=None)
 def matrices(r: int) -> tuple[tuple[tuple[Fraction, ...], ...], ...]:
-    """(A^T (m, alpha), G (alpha, r), B^T (alpha, alpha)) of F(m, r), m = ``TILE[r]``, exact."""
-    pts = [Fraction(p) for p in POINTS[r]]
-    m, alpha = TILE[r], TILE[r] + r - 1
+    """(A^T (m, alpha), G (alpha, r), B^T (alpha, alpha)) of this module's F(m, r), m = ``TILE[r]``."""
+    return exact_matrices(POINTS[r], TILE[r], r)
+
+
+@functools.lru_cache(maxsize=None)
+def exact_matrices(points: tuple[str, ...], m: int, r: int) -> tuple[tuple[tuple[Fraction, ...], ...], ...]:
+    """(A^T (m, alpha), G (alpha, r), B^T (alpha, alpha)) of F(m, r) with the interpolation
+    ``points`` (fractions as strings; alpha - 1 = m + r - 2 of them) plus infinity, exact. The 2-D
+    F(m x m, r x r) nests them: y = A^T [(G g G^T) * (B^T d B)] A."""
+    pts = [Fraction(p) for p in points]
+    alpha = m + r - 1
+    if len(pts) != alpha - 1 or len(set(pts)) != len(pts):
+        raise ValueError(f"F({m}, {r}) takes {alpha - 1} distinct points, got {points}")
     at = [[p ** i for p in pts] + [Fraction(int(i == m - 1))] for i in range(m)]
     g = []
     for j, p in enumerate(pts):

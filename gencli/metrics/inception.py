@@ -21,8 +21,9 @@ For inference :meth:`FIDInceptionV3.fused` folds each BatchNorm into the convolu
 and saves a full pass over every activation; the model then runs in channels-last layout, and on
 the CPU in fp32 (:func:`gencli.kernels.fast_path.conv_fp32`): the stride-1 3x3 convolutions (36%
 of its multiply-adds) as Winograd F(4x4, 3x3) (:mod:`gencli.kernels.winograd`), the 1x7/7x1 and
-1x3/3x1 ones (30%) as a one-axis Winograd F(6, 7) / F(4, 3) (:mod:`gencli.kernels.winograd1d`),
-both with the ReLU in their C output transform, the rest through oneDNN with packed weights and
+1x3/3x1 ones (30%) as a one-axis Winograd F(6, 7) / F(4, 3) (:mod:`gencli.kernels.winograd1d`), the
+5x5 ones (10%) as F(4x4, 5x5) (:mod:`gencli.kernels.winograd2d`), all with the ReLU in their C
+output transform, the rest through oneDNN with packed weights and
 the ReLU fused; the pooling branches average the 1x1 convolution's output instead of its input
 (the two commute), and the max pools are a C kernel. Each Winograd layer's output stays within
 ~1.5e-5 of a float64 convolution relative to its scale (direct fp32: ~1e-6); on random weights the
@@ -42,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
-from gencli.kernels import native, winograd, winograd1d
+from gencli.kernels import native, winograd, winograd1d, winograd2d
 from gencli.kernels.fast_path import FastState, conv_fp32
 
 __all__ = [
@@ -76,7 +77,7 @@ class BasicConv2d(nn.Module):
     def winograd(self) -> bool:
         """Whether the fast path runs this layer through a Winograd kernel (where the C transforms are built)."""
         return (self.fast is not None and self.fast.winograd is not False
-                and (winograd.applies(self.conv) or winograd1d.applies(self.conv)))
+                and (winograd.applies(self.conv) or winograd1d.applies(self.conv) or winograd2d.applies(self.conv)))
 
     def _fast_on(self, x: torch.Tensor) -> FastState | None:
         fast = self.fast

@@ -81,8 +81,9 @@ def test_fused_winograd_matches_direct_convolutions(reference, small_input):
     layers = [m for m in wino.modules() if isinstance(m, BasicConv2d) and m.winograd]
     square = [m for m in layers if m.conv.kernel_size == (3, 3)]
     # the stride-1 3x3 convs: Conv2d_2a/2b/4a, two per Mixed_5b/5c/5d, one in Mixed_6a/7b/7c; the
-    # 1x7/7x1 ones: six per Mixed_6b..6e, two in Mixed_7a; the 1x3/3x1 ones: four per Mixed_7b/7c
-    assert len(square) == 12 and len(layers) == 12 + 26 + 8
+    # 1x7/7x1 ones: six per Mixed_6b..6e, two in Mixed_7a; the 1x3/3x1 ones: four per Mixed_7b/7c;
+    # the 5x5 ones: one per Mixed_5b/5c/5d
+    assert len(square) == 12 and len(layers) == 12 + 26 + 8 + 3
     assert not any(m.winograd for m in direct.modules() if isinstance(m, BasicConv2d))
     x = small_input.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
