@@ -253,6 +253,24 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
     return out
 
 
+def conv1x1_cat_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``conv_fast(state, conv, torch.cat([x, second], 1))`` for a 1x1 convolution: on fp32 NHWC
+    CPU activations two matmuls into one output (the weight's column blocks for each input), so
+    that the concatenation is never made."""
+    c1 = x.shape[1]
+    if not (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+            and conv.bias is not None and state.channels_last and x.device.type == "cpu"
+            and x.dtype == second.dtype == torch.float32 and not _autocast_on("cpu")
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and second.is_contiguous(memory_format=torch.channels_last)):
+        return conv_fast(state, conv, torch.cat([x, second], dim=1))
+    n, _, h, w = x.shape
+    weight = conv.weight.view(conv.out_channels, -1)
+    out = torch.addmm(conv.bias, x.permute(0, 2, 3, 1).reshape(n * h * w, c1), weight[:, :c1].t())
+    out.addmm_(second.permute(0, 2, 3, 1).reshape(n * h * w, -1), weight[:, c1:].t())
+    return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
 def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """Whether ``conv`` on ``x`` runs as oneDNN's fused convolution (:mod:`gencli.kernels.onednn`):
     bf16 (autocast or bf16 tensors) channels_last CPU activations."""
@@ -390,16 +408,20 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def group_norm_fast(norm: nn.GroupNorm, x: torch.Tensor, *, silu: bool = False,
-                    sample_bias: torch.Tensor | None = None) -> torch.Tensor:
+                    sample_bias: torch.Tensor | None = None, second: torch.Tensor | None = None) -> torch.Tensor:
     """``norm(x + sample_bias[:, :, None, None])`` (then SiLU with ``silu``): on CUDA with Triton
     one fused NHWC kernel (:func:`gencli.kernels.triton_ops.group_norm_silu_nhwc`); on NHWC CPU
     activations gencli's C kernel (:func:`gencli.kernels.native.group_norm_nhwc`, whose output is
     in the dtype autocast computes the next layer in: one pass instead of autocast's casts to
-    fp32 and back), or without it :func:`group_norm_nhwc` for fp32; else ``norm``."""
+    fp32 and back), or without it :func:`group_norm_nhwc` for fp32; else ``norm``. With
+    ``second``, the input is ``torch.cat([x, second], 1)``, which the C kernel reads without
+    making it."""
     triton = triton_ops.enabled(x)  # asked for explicitly (GENCLI_TRITON): it goes first
-    if not triton and native.supports(x):
+    if not triton and native.supports(x) and (second is None or (native.supports(second) and second.dtype == x.dtype)):
         return native.group_norm_nhwc(x, norm.num_groups, norm.weight, norm.bias, norm.eps, silu=silu,
-                                      sample_bias=sample_bias, out_dtype=_compute_dtype(x))
+                                      sample_bias=sample_bias, out_dtype=_compute_dtype(x), second=second)
+    if second is not None:
+        x = torch.cat([x, second], dim=1)
     if sample_bias is not None:
         x = x + sample_bias[:, :, None, None]
     if triton:

@@ -118,7 +118,8 @@ def _library():
         except OSError:
             return None
     p, i, lg, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_float
-    for name, args, res in (("gencli_group_norm_nhwc", [p, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i], ctypes.c_int),
+    for name, args, res in (("gencli_group_norm_nhwc", [p, p, lg, p, i, i, p, p, p, lg, lg, lg, lg, lg, f, i, i],
+                             ctypes.c_int),
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
@@ -173,32 +174,41 @@ def _f32(t: torch.Tensor | None, numel: int) -> torch.Tensor | None:
 def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
                     bias: torch.Tensor | None = None, eps: float = 1e-5, *, silu: bool = False,
                     relu: bool = False, sample_bias: torch.Tensor | None = None,
-                    out_dtype: torch.dtype | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+                    out_dtype: torch.dtype | None = None, out: torch.Tensor | None = None,
+                    second: torch.Tensor | None = None) -> torch.Tensor:
     """``silu?(F.group_norm(x + sample_bias[:, :, None, None], num_groups, weight, bias, eps))``
     (or ``relu?``: one of the two; an instance norm is ``num_groups`` = C).
 
     ``x`` (N, C, H, W) in channels_last memory, fp32 or bf16 (check :func:`supports`);
     ``sample_bias`` (N, C) or None; the statistics and the arithmetic are fp32 whatever the
     dtypes. Returns a channels_last tensor of ``out_dtype`` (default ``x.dtype``), or writes
-    ``out`` (same shape, channels_last; may be ``x`` itself)."""
+    ``out`` (same shape, channels_last; may be ``x`` itself). With ``second`` (N, C2, H, W, same
+    dtype and memory format), the input is ``torch.cat([x, second], 1)`` without that
+    concatenation being made (the output has C + C2 channels)."""
     fn = _function("gencli_group_norm_nhwc")
     n, c, h, w = x.shape
     if x.device.type != "cpu" or x.dtype not in _DTYPES or (out_dtype or x.dtype) not in _DTYPES:
         raise ValueError("the C kernel takes fp32 or bf16 CPU tensors")
     if not x.is_contiguous(memory_format=torch.channels_last):
         raise ValueError("x must be in channels_last memory")
+    c1 = c
+    if second is not None:
+        if (second.dtype != x.dtype or second.device != x.device or second.dim() != 4 or second.shape[0] != n
+                or second.shape[2:] != x.shape[2:] or not second.is_contiguous(memory_format=torch.channels_last)):
+            raise ValueError("second must be a channels_last tensor of x's dtype, batch and size")
+        c += second.shape[1]
     if silu and relu:
         raise ValueError("silu or relu, not both")
     if c % num_groups:
         raise ValueError(f"{c} channels do not split into {num_groups} groups")
     if out is None:
-        out = torch.empty_like(x, dtype=out_dtype or x.dtype, memory_format=torch.channels_last)
-    elif (out.shape != x.shape or out.dtype not in _DTYPES or out.device.type != "cpu"
+        out = torch.empty((n, c, h, w), dtype=out_dtype or x.dtype, memory_format=torch.channels_last)
+    elif (out.shape != (n, c, h, w) or out.dtype not in _DTYPES or out.device.type != "cpu"
           or not out.is_contiguous(memory_format=torch.channels_last)):
-        raise ValueError("out must be an fp32 or bf16 CPU tensor of x's shape in channels_last memory")
+        raise ValueError("out must be an fp32 or bf16 CPU tensor of the input's shape in channels_last memory")
     gamma, beta, t = _f32(weight, c), _f32(bias, c), _f32(sample_bias, n * c)
     threads = torch.get_num_threads()
-    rc = fn(x.data_ptr(), out.data_ptr(), x.dtype == torch.bfloat16, out.dtype == torch.bfloat16,
+    rc = fn(x.data_ptr(), _ptr(second), c1, out.data_ptr(), x.dtype == torch.bfloat16, out.dtype == torch.bfloat16,
             gamma.data_ptr() if gamma is not None else None, beta.data_ptr() if beta is not None else None,
             t.data_ptr() if t is not None else None, n, h * w, c, num_groups,
             _blocks(n, c, num_groups, threads), float(eps), 1 if silu else 2 if relu else 0, threads)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gencli.kernels import native
-from gencli.kernels.fast_path import FastState, conv_fast, group_norm_fast
+from gencli.kernels.fast_path import FastState, conv1x1_cat_fast, conv_fast, group_norm_fast
 from gencli.models.layers import Upsample2D
 
 
@@ -125,6 +125,28 @@ def test_conv_fast_one_by_one_as_matmul_and_channels_last_outputs():
             want = conv(x)
         assert got.is_contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("native_on", [True, False])
+def test_concatenated_inputs_are_read_in_place(native_on, monkeypatch):
+    """A decoder's skip connection: the shortcut 1x1 conv and the norm of cat([x, second], 1),
+    without the concatenation (two matmuls; the C norm reading both), or with it as a fallback."""
+    torch.manual_seed(0)
+    if not native_on:
+        monkeypatch.setattr(native, "supports", lambda *a, **k: False)
+    state = FastState(channels_last=True, winograd=None)
+    x, second = (torch.randn(2, c, 6, 5).contiguous(memory_format=torch.channels_last) for c in (40, 24))
+    cat = torch.cat([x, second], 1)
+    conv, norm = torch.nn.Conv2d(64, 48, 1), torch.nn.GroupNorm(16, 64)  # groups of 4: one straddles 40
+    torch.nn.init.normal_(norm.weight)
+    with torch.inference_mode():
+        torch.testing.assert_close(conv1x1_cat_fast(state, conv, x, second), conv(cat), rtol=0, atol=1e-5)
+        got = group_norm_fast(norm, x, silu=True, second=second)
+        torch.testing.assert_close(got, F.silu(norm(cat)), rtol=0, atol=2e-5)
+        with torch.autocast("cpu", torch.bfloat16):  # autocast: the matmul on the concatenation
+            torch.testing.assert_close(conv1x1_cat_fast(state, conv, x, second).float(), conv(cat).float(), rtol=0.02,
+                                       atol=0.05)
+    assert conv1x1_cat_fast(state, conv, x, second).is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("winograd, size", [(True, (6, 8)), (True, (5, 8)), (False, (6, 8))])

@@ -92,6 +92,31 @@ def test_bad_arguments_are_refused():
     assert not native.supports(_nhwc(torch.randn(1, 30, 4, 4)).half())
 
 
+@pytest.mark.parametrize("c1,c2,groups", [(256, 128, 32), (128, 128, 32), (40, 24, 8), (7, 9, 4), (100, 28, 32)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 3])  # one sample: its channels split into blocks among threads
+def test_two_inputs_normalise_as_their_concatenation(c1, c2, groups, dtype, n):
+    """The UNet's skip connections: cat([x, second], 1) read in place, bit for bit the same output,
+    also where a group (12 channels at 384) or a thread's block of channels straddles the two."""
+    gen = torch.Generator().manual_seed(c1 + c2 + n)
+    x = _nhwc(torch.randn(n, c1, 5, 6, generator=gen).to(dtype))
+    second = _nhwc((torch.randn(n, c2, 5, 6, generator=gen) * 3 + 1).to(dtype))
+    w, b, t = torch.randn(c1 + c2, generator=gen), torch.randn(c1 + c2, generator=gen), torch.randn(n, c1 + c2)
+    want = native.group_norm_nhwc(_nhwc(torch.cat([x, second], 1)), groups, w, b, 1e-5, silu=True, sample_bias=t)
+    got = native.group_norm_nhwc(x, groups, w, b, 1e-5, silu=True, sample_bias=t, second=second)
+    assert got.shape == (n, c1 + c2, 5, 6) and torch.equal(got, want)
+
+
+def test_two_inputs_must_match():
+    x = _nhwc(torch.randn(2, 32, 4, 4))
+    for bad in (torch.randn(2, 32, 4, 4), _nhwc(torch.randn(1, 32, 4, 4)), _nhwc(torch.randn(2, 32, 4, 5)),
+                _nhwc(torch.randn(2, 32, 4, 4)).bfloat16()):
+        with pytest.raises(ValueError, match="second"):
+            native.group_norm_nhwc(x, 8, second=bad)
+    with pytest.raises(ValueError, match="groups"):
+        native.group_norm_nhwc(x, 8, second=_nhwc(torch.randn(2, 4, 4, 4)))  # 36 channels
+
+
 def test_blocks_split_samples_among_threads():
     assert native._blocks(16, 256, 32, 2) == 1
     assert native._blocks(1, 256, 32, 2) == 2

@@ -9,6 +9,8 @@
  * channel's first value (no E[x^2] - E[x]^2 cancellation), the normalisation a second. Work is cut
  * into units of (sample, block of whole groups) so that one unit's data (a sample's pixels x the
  * block's channels) stays in the core's cache over both passes; units are shared among threads.
+ * The input can also be two tensors read as their channel concatenation (the UNet's skip
+ * connections: the concatenated tensor is never written).
  */
 #include <math.h>
 #include <stdint.h>
@@ -18,7 +20,9 @@
 #include "common.h"
 
 typedef struct {
-    const void *x;
+    const void *x, *x2; /* x2 NULL, or the second of two inputs read as one: x holds each pixel's
+                           channels [0, c1), x2 its channels [c1, c) (a concatenation not made) */
+    long c1;
     void *y;
     const float *gamma, *beta, *t; /* gamma, beta (C) or NULL; t (N, C) or NULL */
     long n, hw, c, groups, blocks;
@@ -26,12 +30,33 @@ typedef struct {
     int x_bf16, y_bf16, act; /* act: 0 none, 1 SiLU, 2 ReLU */
 } gn_job;
 
-/* the row's cb values as fp32: the row itself (fp32) or converted into buf (bf16) */
+/* values [offset, offset + n) of one input array as fp32 into dst */
+static inline void convert(const gn_job *j, const void *x, long offset, long n, float *restrict dst) {
+    if (!j->x_bf16) {
+        memcpy(dst, (const float *)x + offset, n * sizeof(float));
+        return;
+    }
+    const uint16_t *restrict src = (const uint16_t *)x + offset;
+    uint32_t *restrict d = (uint32_t *)dst;
+    for (long i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
+}
+
+/* the cb values at `offset` of the (N, HW, C) input as fp32: the row itself (fp32, one input) or a
+   copy in buf (bf16, or a row across both inputs) */
 static inline const float *load_row(const gn_job *j, long offset, long cb, float *restrict buf) {
-    if (!j->x_bf16) return (const float *)j->x + offset;
-    const uint16_t *restrict src = (const uint16_t *)j->x + offset;
-    uint32_t *restrict dst = (uint32_t *)buf;
-    for (long i = 0; i < cb; i++) dst[i] = (uint32_t)src[i] << 16;
+    const void *x = j->x;
+    if (j->x2) { /* which input, and where: pixel q, channel k */
+        const long q = offset / j->c, k = offset % j->c, c2 = j->c - j->c1;
+        if (k < j->c1 && k + cb > j->c1) { /* across both */
+            convert(j, j->x, q * j->c1 + k, j->c1 - k, buf);
+            convert(j, j->x2, q * c2, k + cb - j->c1, buf + (j->c1 - k));
+            return buf;
+        }
+        x = k < j->c1 ? j->x : j->x2;
+        offset = k < j->c1 ? q * j->c1 + k : q * c2 + (k - j->c1);
+    }
+    if (!j->x_bf16) return (const float *)x + offset;
+    convert(j, x, offset, cb, buf);
     return buf;
 }
 
@@ -124,14 +149,16 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
     }
 }
 
-/* Returns 0 on success, 1 on bad arguments, 2 when scratch memory could not be had. */
-int gencli_group_norm_nhwc(const void *x, void *y, int x_bf16, int y_bf16, const float *gamma,
-                           const float *beta, const float *t, long n, long hw, long c, long groups,
-                           long blocks, float eps, int act, int threads) {
-    if (n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1
+/* y = act(GroupNorm(x + t)), x one input or (with x2) the channel concatenation of two: x with c1
+   channels per pixel, x2 with c - c1. Returns 0 on success, 1 on bad arguments, 2 when scratch
+   memory could not be had. */
+int gencli_group_norm_nhwc(const void *x, const void *x2, long c1, void *y, int x_bf16, int y_bf16,
+                           const float *gamma, const float *beta, const float *t, long n, long hw, long c,
+                           long groups, long blocks, float eps, int act, int threads) {
+    if ((x2 && (c1 < 1 || c1 >= c)) || n < 1 || hw < 1 || c < 1 || groups < 1 || c % groups || blocks < 1 || groups % blocks || threads < 1
         || act < 0 || act > 2)
         return 1;
-    const gn_job job = {x, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, act};
+    const gn_job job = {x, x2, c1, y, gamma, beta, t, n, hw, c, groups, blocks, eps, x_bf16, y_bf16, act};
     const long units = n * blocks, cb = c / blocks;
     int failed = 0;
     /* OpenMP from the process's libgomp: torch's own thread pool, whose threads are still

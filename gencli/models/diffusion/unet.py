@@ -263,7 +263,7 @@ class UNet2DModel(FastInference, nn.Module):
 
         for block in self.up_blocks:
             for j, res in enumerate(block.resnets):
-                h = res._forward_fast(state, torch.cat([h, skips.pop()], dim=1), emb_act, next(projs))
+                h = res._forward_fast(state, h, emb_act, next(projs), second=skips.pop())  # cat([h, skip])
                 if block.attentions is not None:
                     h = block.attentions[j]._forward_fast(state, h)
             if block.sampler is not None:

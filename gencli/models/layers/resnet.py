@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.kernels.fast_path import FastState, conv_fast, fuses_silu, group_norm_fast
+from gencli.kernels.fast_path import FastState, conv1x1_cat_fast, conv_fast, fuses_silu, group_norm_fast
 
 
 class ResnetBlock2D(nn.Module):
@@ -42,17 +42,24 @@ class ResnetBlock2D(nn.Module):
         return out
 
     def _forward_fast(self, state: FastState, x: torch.Tensor, temb_act: torch.Tensor,
-                      t: torch.Tensor | None = None) -> torch.Tensor:
+                      t: torch.Tensor | None = None, second: torch.Tensor | None = None) -> torch.Tensor:
         """``t``: time_emb_proj(temb_act), plus conv1's bias unless scale_shift (see
-        UNet2DModel._time_projections); None computes it here."""
+        UNet2DModel._time_projections); None computes it here. ``second``: the block's input is
+        ``torch.cat([x, second], 1)`` (a decoder's skip connection), read by the shortcut and
+        the first norm without being made."""
         folded = t is not None and not self.scale_shift
         if t is None:
             t = self.time_emb_proj(temb_act)
-        skip = x if self.conv_shortcut is None else conv_fast(state, self.conv_shortcut, x)
+        if second is not None and self.conv_shortcut is None:
+            x, second = torch.cat([x, second], dim=1), None
+        if second is not None:
+            skip = conv1x1_cat_fast(state, self.conv_shortcut, x, second)
+        else:
+            skip = x if self.conv_shortcut is None else conv_fast(state, self.conv_shortcut, x)
         # the norm applies the SiLU and the time projection (CUDA + Triton, or the CPU's C kernel),
         # else conv_fast folds them into the convolutions
         fuse = fuses_silu(x)
-        h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse), silu=not fuse,
+        h = conv_fast(state, self.conv1, group_norm_fast(self.norm1, x, silu=fuse, second=second), silu=not fuse,
                       sample_bias=None if self.scale_shift or fuse else t, add_bias=not folded)
         if self.scale_shift:
             scale, shift = t[:, :, None, None].chunk(2, dim=1)
