@@ -284,8 +284,8 @@ def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool 
     quickest kernel here (the FID Inception's layers): Winograd F(4x4, 3x3) for a stride-1 3x3
     conv, F(4x4, 5x5) for a stride-1 5x5 one, F(m, r) along one axis for a 1 x r / r x 1 one (all
     unless ``state.winograd`` is False, and with gencli's C transforms), else oneDNN's convolution
-    with the weight packed once per
-    input shape and the ReLU fused, else ``F.conv2d`` (then ReLU in place). Returns channels_last."""
+    with the weight packed once per input shape and the ReLU fused, else ``F.conv2d`` (then ReLU in
+    place). Returns channels_last."""
     x = x.contiguous(memory_format=torch.channels_last)
     wino = state.winograd is not False and native_transforms(x)
     c = conv

@@ -10,18 +10,15 @@ import torch
 import torch.nn as nn
 
 from gencli.kernels import native
-from gencli.kernels import winograd as W
 from gencli.kernels import winograd1d as W1
 from gencli.kernels.fast_path import FastState, conv_fp32
 from gencli.kernels.winograd1d import applies, conv1d_reference, conv1d_winograd, winograd1d_filters
 
+from winograd_checks import rel_err, same_in_blocks, wrong_tap_error
+
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
 
 RTOL = {7: 4e-5, 3: 1e-5}  # relative to the largest output
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got.double() - want.double()).abs().max() / want.double().abs().max()).item()
 
 
 def case(n, c, co, h, w, kh, kw, seed=0):
@@ -81,19 +78,16 @@ def test_reads_and_writes_channel_slices_of_wider_tensors():
 def test_blocks_of_tiles_give_the_same_result(monkeypatch):
     x, weight, bias = case(4, 16, 16, 17, 17, 1, 7, seed=2)
     filters = winograd1d_filters(weight)
-    whole = conv1d_winograd(x, filters, bias)
-    monkeypatch.setattr(W, "NATIVE_BLOCK_BYTES", 16 * 12 * 4 * 7)  # 7-tile blocks (the floor is 8)
-    assert torch.equal(conv1d_winograd(x, filters, bias), whole)
+    same_in_blocks(monkeypatch, lambda: conv1d_winograd(x, filters, bias), 12, 16)
 
 
 @pytest.mark.parametrize("where", [(0, 0, 0, 0), (5, 3, 0, 6), (47, 31, 0, 2)])
 def test_comparison_catches_one_wrong_tap(where):
     """One tap of one filter off by 1% of the largest tap: well over the tolerance."""
     x, weight, bias = case(2, 32, 48, 17, 17, 1, 7)
-    broken = weight.clone()
-    broken[where] += 0.01 * weight.abs().max()
-    got = conv1d_winograd(x, winograd1d_filters(broken), bias)
-    assert rel_err(got, conv1d_reference(x.double(), weight.double(), bias.double())) > 10 * RTOL[7]
+    err = wrong_tap_error(lambda w: conv1d_winograd(x, winograd1d_filters(w), bias),
+                          lambda w: conv1d_reference(x.double(), w, bias.double()), weight, where)
+    assert err > 10 * RTOL[7]
 
 
 def test_comparison_catches_a_wrong_transform_entry(monkeypatch):

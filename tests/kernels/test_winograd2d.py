@@ -10,17 +10,14 @@ import torch
 import torch.nn as nn
 
 from gencli.kernels import native
-from gencli.kernels import winograd as W
 from gencli.kernels import winograd2d as W2
 from gencli.kernels.winograd2d import applies, conv2d_reference, conv_winograd2d, winograd2d_filters
+
+from winograd_checks import rel_err, same_in_blocks, wrong_tap_error
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
 
 RTOL = 2e-5  # relative to the largest output (seen: up to 8e-6 at 48 input channels)
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    return ((got.double() - want.double()).abs().max() / want.double().abs().max()).item()
 
 
 def case(n, c, co, h, w, seed=0):
@@ -88,19 +85,16 @@ def test_writes_a_channel_slice_of_a_wider_tensor():
 def test_blocks_of_tiles_give_the_same_result(monkeypatch):
     x, weight, bias = case(4, 16, 16, 17, 17, seed=2)
     filters = winograd2d_filters(weight)
-    whole = conv_winograd2d(x, filters, bias)
-    monkeypatch.setattr(W, "NATIVE_BLOCK_BYTES", 16 * 64 * 4 * 7)  # 7-tile blocks (the floor is 8)
-    assert torch.equal(conv_winograd2d(x, filters, bias), whole)
+    same_in_blocks(monkeypatch, lambda: conv_winograd2d(x, filters, bias), 64, 16)
 
 
 @pytest.mark.parametrize("where", [(0, 0, 0, 0), (5, 3, 2, 4), (47, 31, 4, 0)])
 def test_comparison_catches_one_wrong_tap(where):
     """One tap of one filter off by 1% of the largest tap: well over the tolerance."""
     x, weight, bias = case(2, 32, 48, 17, 17)
-    broken = weight.clone()
-    broken[where] += 0.01 * weight.abs().max()
-    got = conv_winograd2d(x, winograd2d_filters(broken), bias)
-    assert rel_err(got, conv2d_reference(x.double(), weight.double(), bias.double())) > 10 * RTOL
+    err = wrong_tap_error(lambda w: conv_winograd2d(x, winograd2d_filters(w), bias),
+                          lambda w: conv2d_reference(x.double(), w, bias.double()), weight, where)
+    assert err > 10 * RTOL
 
 
 @pytest.mark.parametrize("which", ["bt", "at"])
