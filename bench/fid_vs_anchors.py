@@ -11,7 +11,7 @@ FID values ASSERTED equal within ``--tol`` (relative) before any ratio prints (e
 pytorch-fid mode (default preprocessing):
   gencli               ``gencli evaluate fid A B --weights pt_inception...pth --no-cache``: starts
                        from the same .pth file as the anchors (its conversion is inside the time),
-                       no statistics cache; its defaults (batch 8 on the CPU, allocator tuning)
+                       no statistics cache; its defaults (batch 16 on the CPU, allocator tuning)
   pytorch-fid default  ``python -m pytorch_fid A B --device cpu`` (batch 50, DataLoader workers =
                        min(CPUs, 8), which oversubscribe 2 cores)
   pytorch-fid tuned    the same with ``--batch-size 8 --num-workers 0`` and gencli's allocator
