@@ -146,6 +146,10 @@ def train(
             err = common.Interrupted(f"{what} at step {trainer.step}; continue with: {shlex.join(cmd)}")
             err.exit_code = 143 if term else 130
             raise err from None
+        finally:
+            # leave torchrun's process group before the interpreter exits: its gloo threads torn
+            # down at exit can abort the process ("terminate called without an active exception")
+            trainer.group.close()
         quoted = shlex.quote(shown)
         if "sample" in spec.capabilities:
             use = f"sample it with: gencli sample {model} --weights {quoted} -o samples.png"
