@@ -231,8 +231,7 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
         x = F.silu(x, inplace=True)
     if state.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    one_by_one = (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
-                  and conv.groups == 1 and bias is not None and x.is_contiguous(memory_format=torch.channels_last))
+    one_by_one = _pointwise(conv) and bias is not None and x.is_contiguous(memory_format=torch.channels_last)
     if not one_by_one and _onednn_conv(state, conv, x):
         return _conv_onednn(state, conv, x, add_bias, sample_bias, residual)
     if one_by_one:
@@ -253,13 +252,17 @@ def conv_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, silu: bool 
     return out
 
 
+def _pointwise(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a plain 1x1 convolution: one matmul on NHWC memory."""
+    return conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+
+
 def conv1x1_cat_fast(state: FastState, conv: nn.Conv2d, x: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """``conv_fast(state, conv, torch.cat([x, second], 1))`` for a 1x1 convolution: on fp32 NHWC
     CPU activations two matmuls into one output (the weight's column blocks for each input), so
     that the concatenation is never made."""
     c1 = x.shape[1]
-    if not (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
-            and conv.bias is not None and state.channels_last and x.device.type == "cpu"
+    if not (_pointwise(conv) and conv.bias is not None and state.channels_last and x.device.type == "cpu"
             and x.dtype == second.dtype == torch.float32 and not _autocast_on("cpu")
             and x.is_contiguous(memory_format=torch.channels_last)
             and second.is_contiguous(memory_format=torch.channels_last)):
@@ -277,6 +280,12 @@ def _onednn_conv(state: FastState, conv: nn.Conv2d, x: torch.Tensor) -> bool:
     return (state.channels_last and x.device.type == "cpu" and _compute_dtype(x) == torch.bfloat16
             and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
             and onednn.usable())
+
+
+def winograd_fp32(conv: nn.Conv2d) -> bool:
+    """Whether :func:`conv_fp32` runs ``conv`` through one of its Winograd kernels (where the C
+    transforms are built and the state allows it)."""
+    return winograd_applies(conv) or winograd1d_applies(conv) or winograd2d_applies(conv)
 
 
 def conv_fp32(state: FastState, conv: nn.Conv2d, x: torch.Tensor, *, relu: bool = False) -> torch.Tensor:

@@ -34,14 +34,10 @@ import torch.nn.functional as F
 
 from gencli.kernels import native
 from gencli.kernels.winograd import Workspace, _fresh, run_blocks
-from gencli.kernels.winograd1d import exact_matrices
+from gencli.kernels.winograd1d import _tensor, exact_matrices
 
 POINTS = ("0", "1", "-1", "2", "-2", "1/2", "-1/2")
 ALPHA, M, R = 8, 4, 5
-
-
-def _tensor(rows, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor([[float(v) for v in row] for row in rows], dtype=dtype)
 
 
 @functools.lru_cache(maxsize=1)

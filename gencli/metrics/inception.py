@@ -43,8 +43,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.errors import InputError
-from gencli.kernels import native, winograd, winograd1d, winograd2d
-from gencli.kernels.fast_path import FastState, conv_fp32
+from gencli.kernels import native
+from gencli.kernels.fast_path import FastState, conv_fp32, winograd_fp32
 
 __all__ = [
     "FEATURE_DIMS",
@@ -77,7 +77,7 @@ class BasicConv2d(nn.Module):
     def winograd(self) -> bool:
         """Whether the fast path runs this layer through a Winograd kernel (where the C transforms are built)."""
         return (self.fast is not None and self.fast.winograd is not False
-                and (winograd.applies(self.conv) or winograd1d.applies(self.conv) or winograd2d.applies(self.conv)))
+                and winograd_fp32(self.conv))
 
     def _fast_on(self, x: torch.Tensor) -> FastState | None:
         fast = self.fast
