@@ -209,8 +209,7 @@ def group_norm_nhwc(x: torch.Tensor, num_groups: int, weight: torch.Tensor | Non
     gamma, beta, t = _f32(weight, c), _f32(bias, c), _f32(sample_bias, n * c)
     threads = torch.get_num_threads()
     rc = fn(x.data_ptr(), _ptr(second), c1, out.data_ptr(), x.dtype == torch.bfloat16, out.dtype == torch.bfloat16,
-            gamma.data_ptr() if gamma is not None else None, beta.data_ptr() if beta is not None else None,
-            t.data_ptr() if t is not None else None, n, h * w, c, num_groups,
+            _ptr(gamma), _ptr(beta), _ptr(t), n, h * w, c, num_groups,
             _blocks(n, c, num_groups, threads), float(eps), 1 if silu else 2 if relu else 0, threads)
     if rc != 0:
         raise RuntimeError(f"gencli_group_norm_nhwc failed ({'bad arguments' if rc == 1 else 'out of memory'})")
