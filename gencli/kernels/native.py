@@ -9,7 +9,8 @@ gather and two matmuls each. Here:
   (``csrc/group_norm.c``); with one group per channel, the translation generators' instance norm;
 - :func:`winograd_input` / :func:`winograd_output`: Winograd F(4x4, 3x3)'s data and output
   transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
-  (``csrc/winograd.c``);
+  (``csrc/winograd.c``); :func:`winograd_fused`: the whole F(4x4, 3x3) convolution, transforms and
+  GEMMs per group of tiles in cache (for layers with small filters);
 - :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(m, r)
   (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
   (``csrc/winograd1d.c``);
@@ -41,7 +42,7 @@ import torch
 
 SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("group_norm.c", "winograd.c", "winograd1d.c", "winograd2d.c", "pool.c"))
-HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h",))
+HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h", "gemm.h"))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
 MIN_BLOCK_CHANNELS = 32
@@ -122,6 +123,7 @@ def _library():
                              ctypes.c_int),
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
+                            ("gencli_winograd_fused", [p, p, p, p, p, p, lg, lg, lg, lg, lg, i, i, lg, i, lg], ctypes.c_int),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_winograd2d_input", [p, p, lg, lg, lg, lg, lg, p, lg, lg, lg], None),
@@ -262,6 +264,35 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
     bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
     _function("gencli_winograd_output")(m.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias), _ptr(residual),
                                         n, h, w, co, p0, p1, m.stride(0), bool(relu))
+    return out
+
+
+def winograd_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, *, bias: torch.Tensor | None = None,
+                   sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
+                   silu: bool = False, reflect: bool = False, pad: int = 1, relu: bool = False,
+                   group: int = 48) -> torch.Tensor:
+    """The whole Winograd F(4x4, 3x3) convolution of ``x`` (N, C, H, W; fp32 channels_last) with
+    the transformed filters ``u`` (36, C, CO; CO a multiple of 16) into ``out`` (N, CO, H + 2 pad -
+    2, W + 2 pad - 2; fp32 channels_last): per ``group`` of tiles, :func:`winograd_input`'s
+    transform, the 36 GEMMs and :func:`winograd_output`'s transform (with its bias, sample_bias,
+    residual and relu) in one pass that keeps the tiles' transforms in cache."""
+    n, c, h, w = x.shape
+    co = u.shape[2]
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
+            or pad not in (0, 1) or (reflect and pad != 1) or min(h, w) + 2 * pad < 3
+            or u.dtype != torch.float32 or u.shape[:2] != (36, c) or not u.is_contiguous() or co % 16 or group < 1
+            or out.dtype != torch.float32 or out.shape != (n, co, h + 2 * pad - 2, w + 2 * pad - 2)
+            or not out.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("winograd_fused takes fp32 NHWC x and out, padding 0 or 1 (reflect: 1) and contiguous "
+                         "fp32 (36, C, CO) filters with CO a multiple of 16")
+    if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
+                                 or not residual.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
+    bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
+    if _function("gencli_winograd_fused")(x.data_ptr(), u.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias),
+                                          _ptr(residual), n, h, w, c, co, bool(silu), bool(reflect), pad, bool(relu),
+                                          group):
+        raise MemoryError("winograd_fused: out of memory for its tile buffers")
     return out
 
 

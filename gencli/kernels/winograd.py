@@ -50,6 +50,14 @@ WINO_BIAS_INDEX = 7
 # 4 MiB blocks were up to 25% slower than 16 MiB: the smaller GEMMs lose more than the cache gains).
 NATIVE_BLOCK_BYTES = 1 << 24
 
+# Layers whose transformed filters have at most this many values (C x CO per tile component) run
+# fused (native.winograd_fused: the transforms and GEMMs per group of tiles in cache) where the C
+# kernels are built; larger filters, re-read per group, would then cost more than the traffic saved
+# (2-core Xeon, batch 16: 32->32 at 147x147 2.0x, 80->192 at 71x71 1.35x, 128->128 at 32x32 1.07x
+# quicker than the blocked path; 256->256 at 16x16 0.93x, 448->384 at 8x8 0.66x).
+FUSED_MAX_FILTER = 128 * 192
+FUSED = True  # False: always the blocked path (tests and benchmarks compare both)
+
 # A workspace gives the kernel scratch memory: workspace(role, numel, like) -> a flat tensor of
 # ``numel`` elements with like's dtype and device (FastState.workspace reuses them across calls).
 Workspace = Callable[[str, int, torch.Tensor], torch.Tensor]
@@ -124,6 +132,9 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         th, tw = native.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
+        if fused_applies(c, co):
+            return native.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
+                                         reflect=padding_mode == "reflect", pad=padding, relu=relu)
         run_blocks(x, u, p, buf,
                    lambda v, tiles: native.winograd_input(x, v, tiles, silu=silu, reflect=padding_mode == "reflect",
                                                           pad=padding),
@@ -223,6 +234,12 @@ def applies(conv: nn.Conv2d) -> bool:
     no dilation or groups)."""
     return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.padding in ((0, 0), (1, 1)) and conv.padding_mode == "zeros")
+
+
+def fused_applies(c: int, co: int) -> bool:
+    """Whether :func:`conv3x3_winograd` runs a C -> CO layer with the fused C kernel (when its C
+    kernels run at all: :func:`native_transforms`)."""
+    return co % 16 == 0 and c * co <= FUSED_MAX_FILTER and FUSED
 
 
 def native_transforms(x: torch.Tensor) -> bool:

@@ -35,13 +35,23 @@ def as64(*ts):
 
 
 # --- Winograd F(4x4, 3x3) ----------------------------------------------------------------------
-@pytest.fixture(params=["torch", "native"])
+def use_c_kernels(monkeypatch, fused: bool) -> None:
+    """gencli's C kernels, blocked (C transforms, torch's GEMMs) or fused (every layer whose CO is a
+    multiple of 16, whatever its filter size)."""
+    if not native.available():
+        pytest.skip("no C compiler: the C kernels are not built")
+    monkeypatch.setattr(W, "FUSED", fused)
+    monkeypatch.setattr(W, "FUSED_MAX_FILTER", 1 << 30)
+
+
+@pytest.fixture(params=["torch", "blocked", "fused"])
 def winograd_transforms(request, monkeypatch):
-    """The Winograd tests run twice: transforms as torch operators, and as gencli's C kernels."""
+    """The Winograd tests run three times: transforms as torch operators, as gencli's C kernels
+    around torch's GEMMs, and as the fused C kernel."""
     if request.param == "torch":
         monkeypatch.setattr(W, "native_transforms", lambda x: False)
-    elif not native.available():
-        pytest.skip("no C compiler: the C kernels are not built")
+    else:
+        use_c_kernels(monkeypatch, request.param == "fused")
 
 
 both_transforms = pytest.mark.usefixtures("winograd_transforms")
@@ -105,12 +115,15 @@ def test_winograd_relu_in_the_output_transform(shape):
 
 # sides that are not multiples of 4 (partial last tiles) and unpadded convolutions: the C transforms only
 ANY_SIZE = [((2, 16, 24, 35, 35), 1), ((1, 8, 12, 73, 71), 0), ((2, 32, 40, 9, 6), 0), ((1, 20, 19, 5, 7), 1),
-            ((3, 16, 16, 8, 8), 0), ((1, 4, 4, 3, 3), 0)]
+            ((3, 16, 16, 8, 8), 0), ((1, 4, 4, 3, 3), 0),
+            # output channels in multiples of 16 (the fused kernel's; 48 and 80 end on a narrower register block)
+            ((2, 16, 48, 35, 35), 1), ((1, 8, 64, 73, 71), 0), ((2, 32, 80, 9, 6), 0), ((1, 3, 32, 5, 7), 1)]
 
 
-@pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
+@pytest.mark.parametrize("fused", [False, True], ids=["blocked", "fused"])
 @pytest.mark.parametrize("shape,padding", ANY_SIZE, ids=str)
-def test_winograd_any_size_and_unpadded_with_the_c_transforms(shape, padding):
+def test_winograd_any_size_and_unpadded_with_the_c_transforms(shape, padding, fused, monkeypatch):
+    use_c_kernels(monkeypatch, fused)
     n, c, co, h, w = shape
     ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
     x, weight, bias = conv_case(*shape, seed=3)
@@ -122,6 +135,44 @@ def test_winograd_any_size_and_unpadded_with_the_c_transforms(shape, padding):
     want = conv3x3_reference(*as64(x, weight, bias), padding=padding, sample_bias=sample_bias.double(),
                              residual=residual.double(), silu=True)
     assert rel_err(got, want) < FP32_RTOL
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_winograd_fused_gives_the_same_bits_for_any_group_and_thread_count(reflect, monkeypatch):
+    """Groups of tiles are a unit of work, not of arithmetic: 1, 3 (rows left over after the
+    register blocks), 32 and more than all the tiles, on 1 or 2 threads, give the same output, equal
+    to the blocked path's within fp32 rounding."""
+    use_c_kernels(monkeypatch, fused=True)
+    x, weight, bias = conv_case(2, 24, 48, 13, 10, seed=6)
+    x = x.contiguous(memory_format=torch.channels_last)
+    u = winograd_filters(weight).u
+    mode = "reflect" if reflect else "zeros"
+    outs = []
+    threads = torch.get_num_threads()
+    try:
+        for group, nthreads in ((1, 1), (3, 2), (32, 2), (10_000, 1), (32, 1)):
+            torch.set_num_threads(nthreads)
+            out = torch.full((2, 48, 13, 10), float("nan")).contiguous(memory_format=torch.channels_last)
+            outs.append(native.winograd_fused(x, u, out, bias=bias, reflect=reflect, relu=True, group=group))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+    want = conv3x3_reference(*as64(x, weight, bias), padding_mode=mode, relu=True)
+    assert rel_err(outs[0], want) < FP32_RTOL
+
+
+def test_winograd_fused_refuses_what_it_cannot_compute():
+    if not native.available():
+        pytest.skip("no C compiler: the C kernels are not built")
+    x, weight, bias = conv_case(1, 8, 24, 8, 8)
+    x = x.contiguous(memory_format=torch.channels_last)
+    out = torch.empty(1, 24, 8, 8).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="multiple of 16"):  # 24 output channels
+        native.winograd_fused(x, winograd_filters(weight).u, out)
+    x, weight, bias = conv_case(1, 8, 16, 8, 8)
+    with pytest.raises(ValueError, match="NHWC"):  # NCHW input
+        native.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
+    assert not W.fused_applies(8, 24) and W.fused_applies(32, 64) == W.FUSED
 
 
 def test_winograd_torch_transforms_refuse_what_only_the_c_ones_take(monkeypatch):
@@ -160,6 +211,7 @@ def test_winograd_gemms_write_contiguous_planes_out_of_each_others_cache_sets(mo
     """16 tiles x 64 channels is a 4 KiB-multiple plane: the GEMMs get a spare row (their output
     stays contiguous, one batched BLAS call) that the output transform never reads, even when the
     scratch memory holds NaNs."""
+    use_c_kernels(monkeypatch, fused=False)
     outs = []
     bmm = torch.bmm
 
