@@ -126,6 +126,8 @@ def _library():
                             ("gencli_winograd_fused", [p, p, p, p, p, p, lg, lg, lg, lg, lg, i, i, lg, i, lg], ctypes.c_int),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
+                            ("gencli_winograd1d_fused", [p, lg, p, p, lg, p, i, lg, lg, lg, lg, lg, i, i, i, p, p, lg],
+                             ctypes.c_int),
                             ("gencli_winograd2d_input", [p, p, lg, lg, lg, lg, lg, p, lg, lg, lg], None),
                             ("gencli_winograd2d_output", [p, p, lg, p, i, lg, lg, lg, lg, p, lg, lg, lg], None),
                             ("gencli_max_pool3x3_nhwc", [p, p, lg, lg, lg, lg, lg, lg, lg, lg], None)):
@@ -357,6 +359,30 @@ def winograd1d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int
     bias = _f32(bias, co)
     _function("gencli_winograd1d_output")(mm.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
                                           w, co, axis, shape[0], m, at.data_ptr(), p0, p1, mm.stride(0))
+    return out
+
+
+def winograd1d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: torch.Tensor, at: torch.Tensor,
+                     axis: int, *, bias: torch.Tensor | None = None, relu: bool = False,
+                     group: int = 48) -> torch.Tensor:
+    """The whole one-axis Winograd convolution (:func:`winograd1d_input`, the alpha GEMMs with the
+    transformed filters ``u`` (alpha, C, CO; CO a multiple of 16), :func:`winograd1d_output`) per
+    ``group`` of tiles, their transforms kept in cache: writes ``out`` (pixels in NHWC order)."""
+    n, c, h, w = x.shape
+    co = out.shape[1]
+    m, alpha = at.shape
+    shape = _winograd1d_shape(alpha, m, axis, n, h, w)
+    if (shape is None or bt.shape != (alpha, alpha) or bt.dtype != torch.float32 or not bt.is_contiguous()
+            or at.dtype != torch.float32 or not at.is_contiguous() or not _pixels(x) or not _pixels(out)
+            or out.shape != (n, co, h, w) or u.dtype != torch.float32 or u.shape != (alpha, c, co)
+            or not u.is_contiguous() or co % 16 or group < 1):
+        raise ValueError("winograd1d_fused takes fp32 x and out with pixels in NHWC order, the B^T and A^T of F(6, 7) "
+                         "or F(4, 3), axis 0 or 1 and contiguous fp32 (alpha, C, CO) filters with CO a multiple of 16")
+    bias = _f32(bias, co)
+    if _function("gencli_winograd1d_fused")(x.data_ptr(), x.stride(3), u.data_ptr(), out.data_ptr(), out.stride(3),
+                                            _ptr(bias), bool(relu), n, h, w, c, co, axis, shape[0], m, bt.data_ptr(),
+                                            at.data_ptr(), group):
+        raise MemoryError("winograd1d_fused: out of memory for its tile buffers")
     return out
 
 

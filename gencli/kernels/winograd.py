@@ -50,12 +50,13 @@ WINO_BIAS_INDEX = 7
 # 4 MiB blocks were up to 25% slower than 16 MiB: the smaller GEMMs lose more than the cache gains).
 NATIVE_BLOCK_BYTES = 1 << 24
 
-# Layers whose transformed filters have at most this many values (C x CO per tile component) run
-# fused (native.winograd_fused: the transforms and GEMMs per group of tiles in cache) where the C
-# kernels are built; larger filters, re-read per group, would then cost more than the traffic saved
-# (2-core Xeon, batch 16: 32->32 at 147x147 2.0x, 80->192 at 71x71 1.35x, 128->128 at 32x32 1.07x
-# quicker than the blocked path; 256->256 at 16x16 0.93x, 448->384 at 8x8 0.66x).
-FUSED_MAX_FILTER = 128 * 192
+# Layers whose transformed filters have at most this many values (tile components x C x CO, here
+# about 2.3 MiB) run fused (the kernels' fused C functions: transforms and GEMMs per group of tiles
+# in cache) where the C kernels are built; larger filters, re-read per group, cost more than the
+# traffic saved. 2-core Xeon, batch 16, fused against blocked: F(4x4, 3x3) 32->32 at 147x147 1.3x,
+# 80->192 at 71x71 1.15x, 128->128 at 32x32 1.07x, 256->256 at 16x16 0.93x, 448->384 at 8x8
+# 0.66x; F(6, 7) 192->192 at 17x17 1.07x; F(4, 3) 384->384 at 8x8 0.9x.
+FUSED_MAX_FILTER = 600_000
 FUSED = True  # False: always the blocked path (tests and benchmarks compare both)
 
 # A workspace gives the kernel scratch memory: workspace(role, numel, like) -> a flat tensor of
@@ -132,7 +133,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         th, tw = native.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        if fused_applies(c, co):
+        if fused_applies(36, c, co):
             return native.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
                                          reflect=padding_mode == "reflect", pad=padding, relu=relu)
         run_blocks(x, u, p, buf,
@@ -236,10 +237,10 @@ def applies(conv: nn.Conv2d) -> bool:
             and conv.padding in ((0, 0), (1, 1)) and conv.padding_mode == "zeros")
 
 
-def fused_applies(c: int, co: int) -> bool:
-    """Whether :func:`conv3x3_winograd` runs a C -> CO layer with the fused C kernel (when its C
-    kernels run at all: :func:`native_transforms`)."""
-    return co % 16 == 0 and c * co <= FUSED_MAX_FILTER and FUSED
+def fused_applies(planes: int, c: int, co: int) -> bool:
+    """Whether a Winograd kernel with ``planes`` tile components runs a C -> CO layer with its
+    fused C kernel (when its C kernels run at all: :func:`native_transforms`)."""
+    return co % 16 == 0 and planes * c * co <= FUSED_MAX_FILTER and FUSED
 
 
 def native_transforms(x: torch.Tensor) -> bool:

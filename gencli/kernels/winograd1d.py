@@ -8,7 +8,9 @@ F(6, 7) 3.5x fewer (3.3x at the Inception's 17-pixel rows, whose 3 tiles cover 1
 
 :func:`conv1d_winograd` runs the data and output transforms as gencli's C kernels
 (``csrc/winograd1d.c``, bias and ReLU folded into the output transform, which can write into a
-channel slice of a wider tensor) and the alpha GEMMs with torch's BLAS, in blocks of tiles;
+channel slice of a wider tensor) and the alpha GEMMs with torch's BLAS, in blocks of tiles, or
+for small filters all three fused per group of tiles in cache (see
+:func:`gencli.kernels.winograd.fused_applies`);
 :func:`conv1d_reference` is the same computation with ``F.conv2d``.
 
 The matrices are built exactly (rational arithmetic) from interpolation points plus infinity:
@@ -31,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.kernels import native
+from gencli.kernels import winograd
 from gencli.kernels.winograd import Workspace, _fresh, run_blocks
 
 POINTS = {7: ("0", "1", "-1", "2", "-2", "1/2", "-1/2", "3/4", "-3/4", "4/3", "-4/3"),
@@ -136,6 +139,8 @@ def conv1d_winograd(x: torch.Tensor, filters: Winograd1dFilters, bias: torch.Ten
     if out is None:
         out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     tile = at.shape[0]
+    if winograd.fused_applies(u.shape[0], u.shape[1], co):
+        return native.winograd1d_fused(x, u, out, bt, at, axis, bias=bias, relu=relu)
     run_blocks(x, u, native.winograd1d_tiles(n, h, w, axis, tile), workspace or _fresh,
                lambda v, tiles: native.winograd1d_input(x, v, tiles, bt, axis, tile),
                lambda m, tiles: native.winograd1d_output(m, out, tiles, at, axis, bias=bias, relu=relu))

@@ -15,6 +15,8 @@ from gencli.kernels.group_norm import group_norm_nhwc, group_norm_reference
 from gencli.kernels.upsample import upsample2x_conv3x3, upsample2x_conv3x3_reference, upsample2x_conv3x3_weight
 from gencli.kernels.winograd import conv3x3_reference, conv3x3_winograd, winograd_filters, winograd_matrices
 
+from winograd_checks import use_c_kernels
+
 FP32_RTOL = 1e-5  # relative to the largest output magnitude
 
 
@@ -35,15 +37,6 @@ def as64(*ts):
 
 
 # --- Winograd F(4x4, 3x3) ----------------------------------------------------------------------
-def use_c_kernels(monkeypatch, fused: bool) -> None:
-    """gencli's C kernels, blocked (C transforms, torch's GEMMs) or fused (every layer whose CO is a
-    multiple of 16, whatever its filter size)."""
-    if not native.available():
-        pytest.skip("no C compiler: the C kernels are not built")
-    monkeypatch.setattr(W, "FUSED", fused)
-    monkeypatch.setattr(W, "FUSED_MAX_FILTER", 1 << 30)
-
-
 @pytest.fixture(params=["torch", "blocked", "fused"])
 def winograd_transforms(request, monkeypatch):
     """The Winograd tests run three times: transforms as torch operators, as gencli's C kernels
@@ -172,7 +165,7 @@ def test_winograd_fused_refuses_what_it_cannot_compute():
     x, weight, bias = conv_case(1, 8, 16, 8, 8)
     with pytest.raises(ValueError, match="NHWC"):  # NCHW input
         native.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
-    assert not W.fused_applies(8, 24) and W.fused_applies(32, 64) == W.FUSED
+    assert not W.fused_applies(36, 8, 24) and W.fused_applies(36, 32, 64) == W.FUSED
 
 
 def test_winograd_torch_transforms_refuse_what_only_the_c_ones_take(monkeypatch):

@@ -14,11 +14,18 @@ from gencli.kernels import winograd1d as W1
 from gencli.kernels.fast_path import FastState, conv_fp32
 from gencli.kernels.winograd1d import applies, conv1d_reference, conv1d_winograd, winograd1d_filters
 
-from winograd_checks import rel_err, same_in_blocks, wrong_tap_error
+from winograd_checks import rel_err, same_in_blocks, use_c_kernels, wrong_tap_error
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
 
 RTOL = {7: 4e-5, 3: 1e-5}  # relative to the largest output
+
+
+@pytest.fixture(autouse=True, params=["blocked", "fused"])
+def kernel(request, monkeypatch):
+    """Every test runs with the blocked kernel (C transforms, torch's GEMMs) and the fused one (for
+    every layer whose output channels are a multiple of 16)."""
+    use_c_kernels(monkeypatch, request.param == "fused")
 
 
 def case(n, c, co, h, w, kh, kw, seed=0):
@@ -46,7 +53,9 @@ def test_matrices_compute_a_correlation_exactly(r):
 # (n, c, co, h, w, kh, kw): the Inception's shapes, sides that are not multiples of 4, sides
 # shorter than a tile, channel counts that are not multiples of 16
 SHAPES = [(2, 32, 48, 17, 17, 1, 7), (2, 32, 48, 17, 17, 7, 1), (1, 40, 24, 8, 8, 1, 3), (1, 40, 24, 8, 8, 3, 1),
-          (3, 20, 36, 13, 6, 7, 1), (1, 5, 7, 3, 2, 1, 3), (2, 16, 16, 5, 9, 1, 7), (1, 18, 17, 9, 4, 3, 1)]
+          (3, 20, 36, 13, 6, 7, 1), (1, 5, 7, 3, 2, 1, 3), (2, 16, 16, 5, 9, 1, 7), (1, 18, 17, 9, 4, 3, 1),
+          # output channels in multiples of 16 besides (the fused kernel's)
+          (1, 40, 32, 8, 8, 1, 3), (3, 20, 64, 13, 6, 7, 1), (1, 18, 80, 9, 4, 3, 1), (1, 5, 16, 3, 2, 1, 7)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -64,15 +73,16 @@ def test_matches_conv2d(shape, relu):
     assert rel_err(no_bias, conv1d_reference(x.double(), weight.double())) < RTOL[max(kh, kw)]
 
 
-def test_reads_and_writes_channel_slices_of_wider_tensors():
-    x, weight, bias = case(2, 24, 20, 11, 9, 7, 1, seed=1)
+@pytest.mark.parametrize("co", [20, 32])
+def test_reads_and_writes_channel_slices_of_wider_tensors(co):
+    x, weight, bias = case(2, 24, co, 11, 9, 7, 1, seed=1)
     wide_in = torch.randn(2, 30, 11, 9).contiguous(memory_format=torch.channels_last)
     wide_in[:, 4:28] = x
-    wide_out = torch.full((2, 32, 11, 9), 7.0).contiguous(memory_format=torch.channels_last)
-    conv1d_winograd(wide_in[:, 4:28], winograd1d_filters(weight), bias, relu=True, out=wide_out[:, 5:25])
+    wide_out = torch.full((2, co + 12, 11, 9), 7.0).contiguous(memory_format=torch.channels_last)
+    conv1d_winograd(wide_in[:, 4:28], winograd1d_filters(weight), bias, relu=True, out=wide_out[:, 5:5 + co])
     want = conv1d_reference(x.double(), weight.double(), bias.double(), relu=True)
-    assert rel_err(wide_out[:, 5:25], want) < RTOL[7]
-    assert wide_out[:, :5].eq(7).all() and wide_out[:, 25:].eq(7).all()  # nothing written outside the slice
+    assert rel_err(wide_out[:, 5:5 + co], want) < RTOL[7]
+    assert wide_out[:, :5].eq(7).all() and wide_out[:, 5 + co:].eq(7).all()  # nothing written outside the slice
 
 
 def test_blocks_of_tiles_give_the_same_result(monkeypatch):

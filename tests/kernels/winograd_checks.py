@@ -1,12 +1,14 @@
-"""Checks shared by the Winograd kernels' tests (test_winograd1d.py, test_winograd2d.py): each
+"""Checks shared by the Winograd kernels' tests (test_kernels.py, test_winograd1d.py, test_winograd2d.py): each
 kernel against a float64 reference, and that the comparison is tight enough to catch a broken one."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import torch
 
+from gencli.kernels import native
 from gencli.kernels import winograd as W
 
 
@@ -29,3 +31,12 @@ def same_in_blocks(monkeypatch, run: Callable[[], torch.Tensor], planes: int, ch
     whole = run()
     monkeypatch.setattr(W, "NATIVE_BLOCK_BYTES", channels * planes * 4 * 7)
     assert torch.equal(run(), whole)
+
+
+def use_c_kernels(monkeypatch, fused: bool) -> None:
+    """gencli's C kernels, blocked (C transforms, torch's GEMMs) or fused (every layer whose CO is a
+    multiple of 16, whatever its filter size)."""
+    if not native.available():
+        pytest.skip("no C compiler: the C kernels are not built")
+    monkeypatch.setattr(W, "FUSED", fused)
+    monkeypatch.setattr(W, "FUSED_MAX_FILTER", 1 << 30)

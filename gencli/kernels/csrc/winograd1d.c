@@ -13,6 +13,7 @@
  * (input) and ldo (output) floats apart, so the output can be a channel slice of a wider tensor.
  */
 #include "common.h"
+#include "gemm.h"
 
 #define MAX_ALPHA 12
 #define MAX_M 6
@@ -53,25 +54,28 @@ ALWAYS_INLINE void input_tile(const float *const src[MAX_ALPHA], float *dst, con
     if (cv < c) input_chunk(src, dst, bt, alpha, cv, c - cv, plane);
 }
 
+/* tile p of x (its alpha x c transformed values, planes `plane` floats apart, at dst) */
+ALWAYS_INLINE void input_at(const float *x, long ldx, float *dst, long p, long h, long w, long c, int axis, int r,
+                            int m, const float *bt, long plane) {
+    const int alpha = m + r - 1;
+    const long pad = (r - 1) / 2, len = axis ? h : w, qn = axis ? w : h, tn = (len + m - 1) / m;
+    long b, t, q;
+    tile_of(p, tn, qn, axis, &b, &t, &q);
+    const float *src[MAX_ALPHA];
+    for (int k = 0; k < alpha; k++) {
+        const long s = m * t - pad + k;
+        src[k] = (s < 0 || s >= len) ? NULL : x + pixel(b, s, q, h, w, axis) * ldx;
+    }
+    if (alpha == 12) input_tile(src, dst, bt, 12, c, plane);
+    else input_tile(src, dst, bt, 6, c, plane);
+}
+
 /* tiles [p0, p1) of x into v (alpha, p1 - p0, c), whose planes lie `plane` floats apart */
 void gencli_winograd1d_input(const float *x, long ldx, float *v, long n, long h, long w, long c, int axis, int r,
                              int m, const float *bt, long p0, long p1, long plane) {
-    const int alpha = m + r - 1;
-    const long pad = (r - 1) / 2, len = axis ? h : w, qn = axis ? w : h, tn = (len + m - 1) / m;
     (void)n;
 #pragma omp parallel for schedule(static)
-    for (long p = p0; p < p1; p++) {
-        long b, t, q;
-        tile_of(p, tn, qn, axis, &b, &t, &q);
-        const float *src[MAX_ALPHA];
-        for (int k = 0; k < alpha; k++) {
-            const long s = m * t - pad + k;
-            src[k] = (s < 0 || s >= len) ? NULL : x + pixel(b, s, q, h, w, axis) * ldx;
-        }
-        float *dst = v + (p - p0) * c;
-        if (alpha == 12) input_tile(src, dst, bt, 12, c, plane);
-        else input_tile(src, dst, bt, 6, c, plane);
-    }
+    for (long p = p0; p < p1; p++) input_at(x, ldx, v + (p - p0) * c, p, h, w, c, axis, r, m, bt, plane);
 }
 
 /* channels [e, e + cn) of one tile's first `no` outputs from src (its first value in m) */
@@ -95,22 +99,55 @@ ALWAYS_INLINE void output_tile(const float *src, float *const dst[MAX_M], int no
     if (cv < co) output_chunk(src, dst, no, at, alpha, bias, relu, cv, co - cv, plane);
 }
 
-/* tiles [p0, p1) of the output (n x h x w pixels, ldo floats apart, co channels each) from mm
-   (alpha, p1 - p0, co; planes `plane` floats apart), plus bias (co) where not NULL, then ReLU with relu */
-void gencli_winograd1d_output(const float *mm, float *out, long ldo, const float *bias, int relu, long n, long h,
-                              long w, long co, int axis, int r, int m, const float *at, long p0, long p1, long plane) {
+/* tile p of the output (n x h x w pixels, ldo floats apart, co channels each) from src (its alpha x co
+   products, planes `plane` floats apart), plus bias (co) where not NULL, then ReLU with relu */
+ALWAYS_INLINE void output_at(const float *src, float *out, long ldo, const float *bias, int relu, long p, long h,
+                             long w, long co, int axis, int r, int m, const float *at, long plane) {
     const int alpha = m + r - 1;
     const long len = axis ? h : w, qn = axis ? w : h, tn = (len + m - 1) / m;
+    long b, t, q;
+    tile_of(p, tn, qn, axis, &b, &t, &q);
+    const int no = len - m * t < m ? (int)(len - m * t) : m;
+    float *dst[MAX_M];
+    for (int a = 0; a < no; a++) dst[a] = out + pixel(b, m * t + a, q, h, w, axis) * ldo;
+    if (alpha == 12) output_tile(src, dst, no, at, 12, bias, relu, co, plane);
+    else output_tile(src, dst, no, at, 6, bias, relu, co, plane);
+}
+
+/* tiles [p0, p1) of the output from mm (alpha, p1 - p0, co; planes `plane` floats apart) */
+void gencli_winograd1d_output(const float *mm, float *out, long ldo, const float *bias, int relu, long n, long h,
+                              long w, long co, int axis, int r, int m, const float *at, long p0, long p1, long plane) {
     (void)n;
 #pragma omp parallel for schedule(static)
-    for (long p = p0; p < p1; p++) {
-        long b, t, q;
-        tile_of(p, tn, qn, axis, &b, &t, &q);
-        const int no = len - m * t < m ? (int)(len - m * t) : m;
-        float *dst[MAX_M];
-        for (int a = 0; a < no; a++) dst[a] = out + pixel(b, m * t + a, q, h, w, axis) * ldo;
-        const float *src = mm + (p - p0) * co;
-        if (alpha == 12) output_tile(src, dst, no, at, 12, bias, relu, co, plane);
-        else output_tile(src, dst, no, at, 6, bias, relu, co, plane);
-    }
+    for (long p = p0; p < p1; p++)
+        output_at(mm + (p - p0) * co, out, ldo, bias, relu, p, h, w, co, axis, r, m, at, plane);
+}
+
+/* The whole convolution, fused (gemm.h's fused_winograd): per group of tiles the data transform, the alpha
+   GEMMs and the output transform, the group's transforms in cache */
+struct fused_args {
+    const float *x, *bias, *bt, *at;
+    float *out;
+    long ldx, ldo, h, w, c, co;
+    int relu, axis, r, m;
+};
+
+static void fused_input(const void *ctx, long p, float *dst, long plane) {
+    const struct fused_args *f = ctx;
+    input_at(f->x, f->ldx, dst, p, f->h, f->w, f->c, f->axis, f->r, f->m, f->bt, plane);
+}
+
+static void fused_output(const void *ctx, long p, float *src, long plane) {
+    const struct fused_args *f = ctx;
+    output_at(src, f->out, f->ldo, f->bias, f->relu, p, f->h, f->w, f->co, f->axis, f->r, f->m, f->at, plane);
+}
+
+/* the whole convolution of x with u (alpha, c, co; co a multiple of VL) into out, in groups of `group` tiles;
+   the other arguments as gencli_winograd1d_input's and _output's. Returns 0, or 1 when out of memory. */
+int gencli_winograd1d_fused(const float *x, long ldx, const float *u, float *out, long ldo, const float *bias,
+                            int relu, long n, long h, long w, long c, long co, int axis, int r, int m,
+                            const float *bt, const float *at, long group) {
+    const long len = axis ? h : w, tiles = n * (h * w / len) * ((len + m - 1) / m);
+    const struct fused_args f = {x, bias, bt, at, out, ldx, ldo, h, w, c, co, relu, axis, r, m};
+    return fused_winograd(&f, fused_input, fused_output, u, tiles, m + r - 1, c, co, group);
 }
