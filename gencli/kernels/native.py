@@ -130,6 +130,7 @@ def _library():
                              ctypes.c_int),
                             ("gencli_winograd2d_input", [p, p, lg, lg, lg, lg, lg, p, lg, lg, lg], None),
                             ("gencli_winograd2d_output", [p, p, lg, p, i, lg, lg, lg, lg, p, lg, lg, lg], None),
+                            ("gencli_winograd2d_fused", [p, p, p, lg, p, i, lg, lg, lg, lg, lg, lg, p, p, lg], ctypes.c_int),
                             ("gencli_max_pool3x3_nhwc", [p, p, lg, lg, lg, lg, lg, lg, lg, lg], None)):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -427,6 +428,30 @@ def winograd2d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int
     bias = _f32(bias, co)
     _function("gencli_winograd2d_output")(mm.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias), bool(relu), n, h,
                                           w, co, at.data_ptr(), p0, p1, mm.stride(0))
+    return out
+
+
+def winograd2d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: torch.Tensor, at: torch.Tensor,
+                     pad: int, *, bias: torch.Tensor | None = None, relu: bool = False,
+                     group: int = 48) -> torch.Tensor:
+    """The whole F(4x4, 5x5) convolution (:func:`winograd2d_input`, the 64 GEMMs with the
+    transformed filters ``u`` (64, C, CO; CO a multiple of 16), :func:`winograd2d_output`) per
+    ``group`` of tiles, their transforms kept in cache: writes ``out`` (pixels in NHWC order)."""
+    n, c, h, w = x.shape
+    co = out.shape[1]
+    ho, wo = h + 2 * pad - 4, w + 2 * pad - 4
+    if (not 0 <= pad < 5 or min(ho, wo) < 1 or bt.shape != (8, 8) or bt.dtype != torch.float32
+            or not bt.is_contiguous() or at.shape != (4, 8) or at.dtype != torch.float32 or not at.is_contiguous()
+            or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
+            or not _pixels(out) or out.shape != (n, co, ho, wo) or u.dtype != torch.float32 or u.shape != (64, c, co)
+            or not u.is_contiguous() or co % 16 or group < 1):
+        raise ValueError("winograd2d_fused takes fp32 NHWC x, an fp32 out with pixels in NHWC order, the B^T and A^T "
+                         "of F(4x4, 5x5), padding 0 to 4 and contiguous fp32 (64, C, CO) filters with CO a multiple "
+                         "of 16")
+    bias = _f32(bias, co)
+    if _function("gencli_winograd2d_fused")(x.data_ptr(), u.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias),
+                                            bool(relu), n, h, w, c, co, pad, bt.data_ptr(), at.data_ptr(), group):
+        raise MemoryError("winograd2d_fused: out of memory for its tile buffers")
     return out
 
 

@@ -13,11 +13,18 @@ from gencli.kernels import native
 from gencli.kernels import winograd2d as W2
 from gencli.kernels.winograd2d import applies, conv2d_reference, conv_winograd2d, winograd2d_filters
 
-from winograd_checks import rel_err, same_in_blocks, wrong_tap_error
+from winograd_checks import rel_err, same_in_blocks, use_c_kernels, wrong_tap_error
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
 
 RTOL = 2e-5  # relative to the largest output (seen: up to 8e-6 at 48 input channels)
+
+
+@pytest.fixture(autouse=True, params=["blocked", "fused"])
+def kernel(request, monkeypatch):
+    """Every test runs with the blocked kernel (C transforms, torch's GEMMs) and the fused one (for
+    every layer whose output channels are a multiple of 16)."""
+    use_c_kernels(monkeypatch, request.param == "fused")
 
 
 def case(n, c, co, h, w, seed=0):
@@ -55,7 +62,9 @@ def test_matrices_refuse_points_without_the_symmetry_the_c_transforms_assume(mon
 # (n, c, co, h, w, padding): the Inception's shape, sides that are not multiples of 4, sides
 # shorter than a tile, channel counts that are not multiples of 16, every padding
 SHAPES = [(2, 48, 64, 35, 35, 2), (1, 20, 17, 11, 9, 2), (3, 5, 3, 6, 7, 0), (1, 17, 33, 9, 5, 4),
-          (2, 16, 16, 5, 5, 1), (1, 33, 18, 13, 21, 3)]
+          (2, 16, 16, 5, 5, 1), (1, 33, 18, 13, 21, 3),
+          # output channels in multiples of 16 besides (the fused kernel's)
+          (1, 20, 48, 11, 9, 2), (1, 17, 32, 9, 5, 4), (1, 5, 80, 6, 7, 0)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -73,13 +82,14 @@ def test_matches_conv2d(shape, relu):
     assert rel_err(no_bias, conv2d_reference(x.double(), weight.double(), padding=pad)) < RTOL
 
 
-def test_writes_a_channel_slice_of_a_wider_tensor():
-    x, weight, bias = case(2, 24, 20, 11, 9, seed=1)
-    wide_out = torch.full((2, 32, 11, 9), 7.0).contiguous(memory_format=torch.channels_last)
-    conv_winograd2d(x, winograd2d_filters(weight), bias, relu=True, out=wide_out[:, 5:25])
+@pytest.mark.parametrize("co", [20, 32])
+def test_writes_a_channel_slice_of_a_wider_tensor(co):
+    x, weight, bias = case(2, 24, co, 11, 9, seed=1)
+    wide_out = torch.full((2, co + 12, 11, 9), 7.0).contiguous(memory_format=torch.channels_last)
+    conv_winograd2d(x, winograd2d_filters(weight), bias, relu=True, out=wide_out[:, 5:5 + co])
     want = conv2d_reference(x.double(), weight.double(), bias.double(), relu=True)
-    assert rel_err(wide_out[:, 5:25], want) < RTOL
-    assert wide_out[:, :5].eq(7).all() and wide_out[:, 25:].eq(7).all()  # nothing written outside the slice
+    assert rel_err(wide_out[:, 5:5 + co], want) < RTOL
+    assert wide_out[:, :5].eq(7).all() and wide_out[:, 5 + co:].eq(7).all()  # nothing written outside the slice
 
 
 def test_blocks_of_tiles_give_the_same_result(monkeypatch):

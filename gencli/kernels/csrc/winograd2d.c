@@ -12,6 +12,7 @@
  * can be a channel slice of a wider tensor.
  */
 #include "common.h"
+#include "gemm.h"
 
 #define ALPHA 8
 #define M 4
@@ -67,28 +68,31 @@ ALWAYS_INLINE void input_chunk(const float *const src[ALPHA][ALPHA], float *dst,
     }
 }
 
-/* tiles [p0, p1) of x (n x h x w x c) into v (alpha^2, p1 - p0, c), whose planes lie `plane` floats
-   apart; the output is (h + 2 pad - 4) x (w + 2 pad - 4) in tiles of 4 x 4 */
-void gencli_winograd2d_input(const float *x, float *v, long n, long h, long w, long c, long pad, const float *bt,
-                             long p0, long p1, long plane) {
+/* tile p of x (n x h x w x c; its alpha^2 x c transformed values at dst, planes `plane` floats apart); the
+   output is (h + 2 pad - 4) x (w + 2 pad - 4) in tiles of 4 x 4 */
+ALWAYS_INLINE void input_at(const float *x, float *dst, long p, long h, long w, long c, long pad, const float *bt,
+                            long plane) {
     const long ho = h + 2 * pad - R + 1, wo = w + 2 * pad - R + 1;
     const long th = (ho + M - 1) / M, tw = (wo + M - 1) / M, cv = c - c % VL;
+    const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
+    const float *src[ALPHA][ALPHA];
+    for (int k = 0; k < ALPHA; k++) {
+        const long y = M * ty - pad + k;
+        for (int l = 0; l < ALPHA; l++) {
+            const long q = M * tx - pad + l;
+            src[k][l] = (y < 0 || y >= h || q < 0 || q >= w) ? NULL : x + ((b * h + y) * w + q) * c;
+        }
+    }
+    for (long e = 0; e < cv; e += VL) input_chunk(src, dst, bt, e, VL, plane);
+    if (cv < c) input_chunk(src, dst, bt, cv, c - cv, plane);
+}
+
+/* tiles [p0, p1) of x into v (alpha^2, p1 - p0, c), whose planes lie `plane` floats apart */
+void gencli_winograd2d_input(const float *x, float *v, long n, long h, long w, long c, long pad, const float *bt,
+                             long p0, long p1, long plane) {
     (void)n;
 #pragma omp parallel for schedule(static)
-    for (long p = p0; p < p1; p++) {
-        const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
-        const float *src[ALPHA][ALPHA];
-        for (int k = 0; k < ALPHA; k++) {
-            const long y = M * ty - pad + k;
-            for (int l = 0; l < ALPHA; l++) {
-                const long q = M * tx - pad + l;
-                src[k][l] = (y < 0 || y >= h || q < 0 || q >= w) ? NULL : x + ((b * h + y) * w + q) * c;
-            }
-        }
-        float *dst = v + (p - p0) * c;
-        for (long e = 0; e < cv; e += VL) input_chunk(src, dst, bt, e, VL, plane);
-        if (cv < c) input_chunk(src, dst, bt, cv, c - cv, plane);
-    }
+    for (long p = p0; p < p1; p++) input_at(x, v + (p - p0) * c, p, h, w, c, pad, bt, plane);
 }
 
 /* channels [e, e + cn) of one tile's first na x nb outputs from src (its first value in mm) into
@@ -114,25 +118,57 @@ ALWAYS_INLINE void output_chunk(const float *src, float *out, long base, long w,
     }
 }
 
-/* tiles [p0, p1) of the output (n x ho x wo pixels, ldo floats apart, co channels each) from mm
-   (alpha^2, p1 - p0, co; planes `plane` floats apart), plus bias (co) where not NULL, then ReLU
-   with relu */
+/* tile p of the output (n x ho x wo pixels, ldo floats apart, co channels each) from src (its alpha^2 x co
+   products, planes `plane` floats apart), plus bias (co) where not NULL, then ReLU with relu */
+ALWAYS_INLINE void output_at(const float *src, float *out, long ldo, const float *bias, int relu, long p, long ho,
+                             long wo, long co, const float *at, long plane) {
+    const long th = (ho + M - 1) / M, tw = (wo + M - 1) / M, cv = co - co % VL;
+    const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
+    const long base = ((b * ho + M * ty) * wo + M * tx) * ldo;
+    const int na = ho - M * ty < M ? (int)(ho - M * ty) : M, nb = wo - M * tx < M ? (int)(wo - M * tx) : M;
+    if (na == M && nb == M) { /* whole tiles: the specialised code */
+        for (long e = 0; e < cv; e += VL) output_chunk(src, out, base, wo, ldo, at, bias, relu, e, VL, plane, M, M);
+        if (cv < co) output_chunk(src, out, base, wo, ldo, at, bias, relu, cv, co - cv, plane, M, M);
+    } else {
+        for (long e = 0; e < cv; e += VL) output_chunk(src, out, base, wo, ldo, at, bias, relu, e, VL, plane, na, nb);
+        if (cv < co) output_chunk(src, out, base, wo, ldo, at, bias, relu, cv, co - cv, plane, na, nb);
+    }
+}
+
+/* tiles [p0, p1) of the output from mm (alpha^2, p1 - p0, co; planes `plane` floats apart) */
 void gencli_winograd2d_output(const float *mm, float *out, long ldo, const float *bias, int relu, long n, long ho,
                               long wo, long co, const float *at, long p0, long p1, long plane) {
-    const long th = (ho + M - 1) / M, tw = (wo + M - 1) / M, cv = co - co % VL;
     (void)n;
 #pragma omp parallel for schedule(static)
-    for (long p = p0; p < p1; p++) {
-        const long b = p / (th * tw), ty = (p / tw) % th, tx = p % tw;
-        const float *src = mm + (p - p0) * co;
-        const long base = ((b * ho + M * ty) * wo + M * tx) * ldo;
-        const int na = ho - M * ty < M ? (int)(ho - M * ty) : M, nb = wo - M * tx < M ? (int)(wo - M * tx) : M;
-        if (na == M && nb == M) { /* whole tiles: the specialised code */
-            for (long e = 0; e < cv; e += VL) output_chunk(src, out, base, wo, ldo, at, bias, relu, e, VL, plane, M, M);
-            if (cv < co) output_chunk(src, out, base, wo, ldo, at, bias, relu, cv, co - cv, plane, M, M);
-        } else {
-            for (long e = 0; e < cv; e += VL) output_chunk(src, out, base, wo, ldo, at, bias, relu, e, VL, plane, na, nb);
-            if (cv < co) output_chunk(src, out, base, wo, ldo, at, bias, relu, cv, co - cv, plane, na, nb);
-        }
-    }
+    for (long p = p0; p < p1; p++) output_at(mm + (p - p0) * co, out, ldo, bias, relu, p, ho, wo, co, at, plane);
+}
+
+/* The whole convolution, fused (gemm.h's fused_winograd): per group of tiles the data transform, the alpha^2
+   GEMMs and the output transform, the group's transforms in cache */
+struct fused_args {
+    const float *x, *bias, *bt, *at;
+    float *out;
+    long h, w, c, co, pad, ho, wo, ldo;
+    int relu;
+};
+
+static void fused_input(const void *ctx, long p, float *dst, long plane) {
+    const struct fused_args *f = ctx;
+    input_at(f->x, dst, p, f->h, f->w, f->c, f->pad, f->bt, plane);
+}
+
+static void fused_output(const void *ctx, long p, float *src, long plane) {
+    const struct fused_args *f = ctx;
+    output_at(src, f->out, f->ldo, f->bias, f->relu, p, f->ho, f->wo, f->co, f->at, plane);
+}
+
+/* the whole convolution of x (n x h x w x c) with u (alpha^2, c, co; co a multiple of VL) into out, in groups
+   of `group` tiles; the other arguments as gencli_winograd2d_input's and _output's. Returns 0, or 1 when out
+   of memory (nothing written then). */
+int gencli_winograd2d_fused(const float *x, const float *u, float *out, long ldo, const float *bias, int relu, long n,
+                            long h, long w, long c, long co, long pad, const float *bt, const float *at, long group) {
+    const long ho = h + 2 * pad - R + 1, wo = w + 2 * pad - R + 1;
+    const struct fused_args f = {x, bias, bt, at, out, h, w, c, co, pad, ho, wo, ldo, relu};
+    return fused_winograd(&f, fused_input, fused_output, u, n * ((ho + M - 1) / M) * ((wo + M - 1) / M), ALPHA * ALPHA,
+                          c, co, group);
 }
