@@ -44,6 +44,8 @@ SOURCES = tuple(Path(__file__).with_name("csrc") / name
                 for name in ("group_norm.c", "winograd.c", "winograd1d.c", "winograd2d.c", "pool.c"))
 HEADERS = tuple(Path(__file__).with_name("csrc") / name for name in ("common.h", "gemm.h"))
 CFLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno")
+#: tiles per group of the fused Winograd kernels (a thread's unit of work, its transforms in cache)
+FUSED_GROUP = 48
 #: smallest channel block (a unit of work) when a sample is split among threads: 32 bf16 = 64 bytes
 MIN_BLOCK_CHANNELS = 32
 
@@ -273,7 +275,7 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
 def winograd_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, *, bias: torch.Tensor | None = None,
                    sample_bias: torch.Tensor | None = None, residual: torch.Tensor | None = None,
                    silu: bool = False, reflect: bool = False, pad: int = 1, relu: bool = False,
-                   group: int = 48) -> torch.Tensor:
+                   group: int = FUSED_GROUP) -> torch.Tensor:
     """The whole Winograd F(4x4, 3x3) convolution of ``x`` (N, C, H, W; fp32 channels_last) with
     the transformed filters ``u`` (36, C, CO; CO a multiple of 16) into ``out`` (N, CO, H + 2 pad -
     2, W + 2 pad - 2; fp32 channels_last): per ``group`` of tiles, :func:`winograd_input`'s
@@ -365,7 +367,7 @@ def winograd1d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int
 
 def winograd1d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: torch.Tensor, at: torch.Tensor,
                      axis: int, *, bias: torch.Tensor | None = None, relu: bool = False,
-                     group: int = 48) -> torch.Tensor:
+                     group: int = FUSED_GROUP) -> torch.Tensor:
     """The whole one-axis Winograd convolution (:func:`winograd1d_input`, the alpha GEMMs with the
     transformed filters ``u`` (alpha, C, CO; CO a multiple of 16), :func:`winograd1d_output`) per
     ``group`` of tiles, their transforms kept in cache: writes ``out`` (pixels in NHWC order)."""
@@ -433,7 +435,7 @@ def winograd2d_output(mm: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int
 
 def winograd2d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: torch.Tensor, at: torch.Tensor,
                      pad: int, *, bias: torch.Tensor | None = None, relu: bool = False,
-                     group: int = 48) -> torch.Tensor:
+                     group: int = FUSED_GROUP) -> torch.Tensor:
     """The whole F(4x4, 5x5) convolution (:func:`winograd2d_input`, the 64 GEMMs with the
     transformed filters ``u`` (64, C, CO; CO a multiple of 16), :func:`winograd2d_output`) per
     ``group`` of tiles, their transforms kept in cache: writes ``out`` (pixels in NHWC order)."""

@@ -50,13 +50,17 @@ WINO_BIAS_INDEX = 7
 # 4 MiB blocks were up to 25% slower than 16 MiB: the smaller GEMMs lose more than the cache gains).
 NATIVE_BLOCK_BYTES = 1 << 24
 
-# Layers whose transformed filters have at most this many values (tile components x C x CO, here
-# about 2.3 MiB) run fused (the kernels' fused C functions: transforms and GEMMs per group of tiles
-# in cache) where the C kernels are built; larger filters, re-read per group, cost more than the
-# traffic saved. 2-core Xeon, batch 16, fused against blocked: F(4x4, 3x3) 32->32 at 147x147 1.3x,
-# 80->192 at 71x71 1.15x, 128->128 at 32x32 1.07x, 256->256 at 16x16 0.93x, 448->384 at 8x8
-# 0.66x; F(6, 7) 192->192 at 17x17 1.07x; F(4, 3) 384->384 at 8x8 0.9x.
-FUSED_MAX_FILTER = 600_000
+# Which layers run fused (the kernels' fused C functions, native.winograd_fused and the one-axis
+# and 5x5 ones: transforms and GEMMs per group of native.FUSED_GROUP tiles in cache) where the C
+# kernels are built: those with enough tiles for FUSED_MIN_GROUPS groups per thread (fewer groups leave threads
+# idle, where the blocked path splits each GEMM) and transformed filters (tile components x C x CO)
+# of at most FUSED_MAX_FILTER values, read once per group. 2-core Xeon, fused against blocked, batch
+# 16: F(4x4, 3x3) 32->32 at 147x147 1.3x, 80->192 at 71x71 1.15x, 128->128 / 256->128 / 384->128 /
+# 256->256 at 32x32 (1024 tiles) 1.02-1.14x, 256->256 at 16x16 (256 tiles) 1.0x, at 8x8 0.73x, at
+# 4x4 0.55x, 448->384 at 8x8 0.66x; F(6, 7) 192->192 at 17x17 (816 tiles) 1.07x; F(4, 3)
+# 384->384 at 8x8 (256 tiles) 0.9x; F(4x4, 5x5) 48->64 at 35x35 2.4x.
+FUSED_MAX_FILTER = 36 * 256 * 256
+FUSED_MIN_GROUPS = 5
 FUSED = True  # False: always the blocked path (tests and benchmarks compare both)
 
 # A workspace gives the kernel scratch memory: workspace(role, numel, like) -> a flat tensor of
@@ -133,7 +137,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         th, tw = native.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        if fused_applies(36, c, co):
+        if fused_applies(36, c, co, n * th * tw):
             return native.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
                                          reflect=padding_mode == "reflect", pad=padding, relu=relu)
         run_blocks(x, u, p, buf,
@@ -237,10 +241,11 @@ def applies(conv: nn.Conv2d) -> bool:
             and conv.padding in ((0, 0), (1, 1)) and conv.padding_mode == "zeros")
 
 
-def fused_applies(planes: int, c: int, co: int) -> bool:
-    """Whether a Winograd kernel with ``planes`` tile components runs a C -> CO layer with its
-    fused C kernel (when its C kernels run at all: :func:`native_transforms`)."""
-    return co % 16 == 0 and planes * c * co <= FUSED_MAX_FILTER and FUSED
+def fused_applies(planes: int, c: int, co: int, tiles: int) -> bool:
+    """Whether a Winograd kernel with ``planes`` tile components runs a C -> CO layer of ``tiles``
+    tiles with its fused C kernel (when its C kernels run at all: :func:`native_transforms`)."""
+    return (FUSED and co % 16 == 0 and planes * c * co <= FUSED_MAX_FILTER
+            and tiles >= FUSED_MIN_GROUPS * native.FUSED_GROUP * torch.get_num_threads())
 
 
 def native_transforms(x: torch.Tensor) -> bool:

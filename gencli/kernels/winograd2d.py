@@ -102,7 +102,7 @@ def conv_winograd2d(x: torch.Tensor, filters: Winograd2dFilters, bias: torch.Ten
     ho, wo = h + 2 * padding - R + 1, w + 2 * padding - R + 1
     if out is None:
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-    if winograd.fused_applies(u.shape[0], u.shape[1], co):
+    if winograd.fused_applies(u.shape[0], u.shape[1], co, native.winograd2d_tiles(n, ho, wo)):
         return native.winograd2d_fused(x, u, out, bt, at, padding, bias=bias, relu=relu)
     run_blocks(x, u, native.winograd2d_tiles(n, ho, wo), workspace or _fresh,
                lambda v, tiles: native.winograd2d_input(x, v, tiles, bt, padding),

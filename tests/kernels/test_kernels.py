@@ -165,7 +165,16 @@ def test_winograd_fused_refuses_what_it_cannot_compute():
     x, weight, bias = conv_case(1, 8, 16, 8, 8)
     with pytest.raises(ValueError, match="NHWC"):  # NCHW input
         native.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
-    assert not W.fused_applies(36, 8, 24) and W.fused_applies(36, 32, 64) == W.FUSED
+
+
+def test_fused_where_it_pays():
+    """Fused: output channels in multiples of 16, small enough filters, enough tiles for every thread."""
+    threads = torch.get_num_threads()
+    enough = W.FUSED_MIN_GROUPS * native.FUSED_GROUP * threads
+    assert W.fused_applies(36, 32, 64, enough)
+    assert not W.fused_applies(36, 32, 24, enough)  # channels
+    assert not W.fused_applies(36, 448, 384, 10 * enough)  # filters
+    assert not W.fused_applies(36, 32, 64, enough - 1)  # tiles
 
 
 def test_winograd_torch_transforms_refuse_what_only_the_c_ones_take(monkeypatch):

@@ -35,8 +35,9 @@ def same_in_blocks(monkeypatch, run: Callable[[], torch.Tensor], planes: int, ch
 
 def use_c_kernels(monkeypatch, fused: bool) -> None:
     """gencli's C kernels, blocked (C transforms, torch's GEMMs) or fused (every layer whose CO is a
-    multiple of 16, whatever its filter size)."""
+    multiple of 16, whatever its filter size and tile count)."""
     if not native.available():
         pytest.skip("no C compiler: the C kernels are not built")
     monkeypatch.setattr(W, "FUSED", fused)
     monkeypatch.setattr(W, "FUSED_MAX_FILTER", 1 << 30)
+    monkeypatch.setattr(W, "FUSED_MIN_GROUPS", 0)
