@@ -125,6 +125,7 @@ def _library():
                              ctypes.c_int),
                             ("gencli_winograd_input", [p, p, lg, lg, lg, lg, i, i, lg, lg, lg, lg], None),
                             ("gencli_winograd_output", [p, p, p, p, p, lg, lg, lg, lg, lg, lg, lg, i], None),
+                            ("gencli_gemm_lanes", [], ctypes.c_int),
                             ("gencli_winograd_fused", [p, p, p, p, p, p, lg, lg, lg, lg, lg, i, i, lg, i, lg], ctypes.c_int),
                             ("gencli_winograd1d_input", [p, lg, p, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
                             ("gencli_winograd1d_output", [p, p, lg, p, i, lg, lg, lg, lg, i, i, i, p, lg, lg, lg], None),
@@ -270,6 +271,13 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
     _function("gencli_winograd_output")(m.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias), _ptr(residual),
                                         n, h, w, co, p0, p1, m.stride(0), bool(relu))
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def gemm_lanes() -> int:
+    """Floats per vector of the fused Winograd kernels' GEMM as built on this machine (16 with
+    AVX-512, 8 with AVX2)."""
+    return _function("gencli_gemm_lanes")()
 
 
 def winograd_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, *, bias: torch.Tensor | None = None,

@@ -61,6 +61,9 @@ NATIVE_BLOCK_BYTES = 1 << 24
 # 384->384 at 8x8 (256 tiles) 0.9x; F(4x4, 5x5) 48->64 at 35x35 2.4x.
 FUSED_MAX_FILTER = 36 * 256 * 256
 FUSED_MIN_GROUPS = 5
+# The fused kernels' GEMM pays with AVX-512 (16-float vectors); built for AVX2 it ran 0.75-1.0x the
+# blocked path (on the same Xeon, against MKL's AVX-512 GEMMs): AVX2 builds keep the blocked path.
+FUSED_MIN_LANES = 16
 FUSED = True  # False: always the blocked path (tests and benchmarks compare both)
 
 # A workspace gives the kernel scratch memory: workspace(role, numel, like) -> a flat tensor of
@@ -245,7 +248,8 @@ def fused_applies(planes: int, c: int, co: int, tiles: int) -> bool:
     """Whether a Winograd kernel with ``planes`` tile components runs a C -> CO layer of ``tiles``
     tiles with its fused C kernel (when its C kernels run at all: :func:`native_transforms`)."""
     return (FUSED and co % 16 == 0 and planes * c * co <= FUSED_MAX_FILTER
-            and tiles >= FUSED_MIN_GROUPS * native.FUSED_GROUP * torch.get_num_threads())
+            and tiles >= FUSED_MIN_GROUPS * native.FUSED_GROUP * torch.get_num_threads()
+            and native.gemm_lanes() >= FUSED_MIN_LANES)
 
 
 def native_transforms(x: torch.Tensor) -> bool:

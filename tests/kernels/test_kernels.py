@@ -167,14 +167,18 @@ def test_winograd_fused_refuses_what_it_cannot_compute():
         native.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
 
 
-def test_fused_where_it_pays():
-    """Fused: output channels in multiples of 16, small enough filters, enough tiles for every thread."""
+@pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
+def test_fused_where_it_pays(monkeypatch):
+    """Fused: output channels in multiples of 16, small enough filters, enough tiles for every thread,
+    an AVX-512 build."""
     threads = torch.get_num_threads()
     enough = W.FUSED_MIN_GROUPS * native.FUSED_GROUP * threads
-    assert W.fused_applies(36, 32, 64, enough)
+    assert W.fused_applies(36, 32, 64, enough) == (native.gemm_lanes() == 16)  # AVX-512 builds only
     assert not W.fused_applies(36, 32, 24, enough)  # channels
     assert not W.fused_applies(36, 448, 384, 10 * enough)  # filters
     assert not W.fused_applies(36, 32, 64, enough - 1)  # tiles
+    monkeypatch.setattr(native, "gemm_lanes", lambda: 8)
+    assert not W.fused_applies(36, 32, 64, enough)  # an AVX2 build
 
 
 def test_winograd_torch_transforms_refuse_what_only_the_c_ones_take(monkeypatch):

@@ -35,9 +35,10 @@ def same_in_blocks(monkeypatch, run: Callable[[], torch.Tensor], planes: int, ch
 
 def use_c_kernels(monkeypatch, fused: bool) -> None:
     """gencli's C kernels, blocked (C transforms, torch's GEMMs) or fused (every layer whose CO is a
-    multiple of 16, whatever its filter size and tile count)."""
+    multiple of 16, whatever its filter size and tile count and the vector width)."""
     if not native.available():
         pytest.skip("no C compiler: the C kernels are not built")
     monkeypatch.setattr(W, "FUSED", fused)
     monkeypatch.setattr(W, "FUSED_MAX_FILTER", 1 << 30)
     monkeypatch.setattr(W, "FUSED_MIN_GROUPS", 0)
+    monkeypatch.setattr(W, "FUSED_MIN_LANES", 0)

@@ -67,13 +67,6 @@ ALWAYS_INLINE void vstore(float *p, vf v, long n) {
     else for (long i = 0; i < n; i++) p[i] = v[i];
 }
 
-/* *p in every lane: a broadcast load (`(vf){0} + *p` compiled to a scalar add and a register shuffle, which
-   competes with the FMAs for their port) */
-ALWAYS_INLINE vf vbroadcast(const float *p) {
-    const float s = *p;
-    return (vf){s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
-}
-
 /* max(v, 0) per lane; NaN stays NaN, as torch's relu (vector compares and a mask: a loop over
    the lanes compiled to scalar code, which made the fused output transforms slower than a
    separate ReLU pass) */

@@ -9,44 +9,51 @@
 
 #include "common.h"
 
-/* the fused kernel's GEMM register blocks: GEMM_ACC accumulators, GEMM_ACC / kv tiles x kv vectors of output
-   channels, kv <= GEMM_VECS (AVX-512 has 32 registers; with AVX2 a vector is two of its 16); the blocks' tile
-   counts all divide GEMM_ALIGN */
+/* The GEMM works in the machine's own vectors (gv, GV floats: a 64-byte vf on AVX2 is a pair of registers that
+   GCC moved through memory in this kernel, 4-9x slower): GEMM_ACC accumulators, GEMM_ACC / kv tiles x kv
+   vectors of output channels, kv <= GEMM_VECS (AVX-512: 32 registers, AVX2: 16); the blocks' tile counts all
+   divide GEMM_ALIGN */
 #if defined(__AVX512F__)
+#define GV 16
 #define GEMM_ACC 24
 #define GEMM_VECS 4
+#define GV_SPLAT(s) {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}
 #else
-#define GEMM_ACC 4
-#define GEMM_VECS 2
+#define GV 8
+#define GEMM_ACC 12
+#define GEMM_VECS 3
+#define GV_SPLAT(s) {s, s, s, s, s, s, s, s}
 #endif
 #define GEMM_ALIGN 24
+typedef float gv __attribute__((vector_size(GV * 4), aligned(4), may_alias));
 
 /* rows x kv vectors of m (row stride ldm) = v (rows x c, row stride c) @ u (c x kv vectors, row stride co) */
 ALWAYS_INLINE void gemm_block(const float *restrict v, const float *restrict u, float *restrict m, long c, long co,
                               long ldm, int rows, int kv) {
-    vf acc[GEMM_ACC];
-    for (int r = 0; r < rows * kv; r++) acc[r] = (vf){0};
+    gv acc[GEMM_ACC];
+    for (int r = 0; r < rows * kv; r++) acc[r] = (gv){0};
     for (long i = 0; i < c; i++) {
-        vf b[GEMM_VECS];
-        for (int k = 0; k < kv; k++) b[k] = *(const vf *)(u + i * co + k * VL);
+        gv b[GEMM_VECS];
+        for (int k = 0; k < kv; k++) b[k] = *(const gv *)(u + i * co + k * GV);
         for (int r = 0; r < rows; r++) {
-            const vf a = vbroadcast(v + r * c + i);
+            const float s = v[r * c + i];
+            const gv a = GV_SPLAT(s); /* a broadcast load (`(gv){0} + s` compiled to an add and a shuffle) */
             for (int k = 0; k < kv; k++) acc[r * kv + k] += a * b[k];
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int k = 0; k < kv; k++) *(vf *)(m + r * ldm + k * VL) = acc[r * kv + k];
+        for (int k = 0; k < kv; k++) *(gv *)(m + r * ldm + k * GV) = acc[r * kv + k];
 }
 
-/* one plane: m (rows x co, row stride co) = v (rows x c) @ u (c x co), in blocks of GEMM_ACC / KV tiles x KV
-   vectors of channels (KV = GEMM_VECS, the last block of channels narrower where co is not a multiple); rows
-   is rounded up to whole blocks: v and m have room for a multiple of GEMM_ALIGN rows */
+/* one plane: m (rows x co, row stride co; co a multiple of GV) = v (rows x c) @ u (c x co), in blocks of
+   GEMM_ACC / KV tiles x KV vectors of channels (KV = GEMM_VECS, the last block of channels narrower where co is
+   not a multiple); rows is rounded up to whole blocks: v and m have room for a multiple of GEMM_ALIGN rows */
 #define GEMM_PANEL(KV)                                                                                  \
     for (long r = 0; r < rows; r += GEMM_ACC / (KV))                                                    \
         gemm_block(v + r * c, u + k, m + r * co + k, c, co, co, GEMM_ACC / (KV), KV)
 static inline void gemm_plane(const float *v, const float *u, float *m, long rows, long c, long co) {
-    for (long k = 0; k < co; k += GEMM_VECS * VL) {
-        switch (co - k >= GEMM_VECS * VL ? GEMM_VECS : (co - k) / VL) {
+    for (long k = 0; k < co; k += GEMM_VECS * GV) {
+        switch (co - k >= GEMM_VECS * GV ? GEMM_VECS : (co - k) / GV) {
         case 1: GEMM_PANEL(1); break;
 #if GEMM_VECS > 2
         case 2: GEMM_PANEL(2); break;

@@ -184,3 +184,6 @@ int gencli_winograd_fused(const float *x, const float *u, float *out, const floa
                                  relu};
     return fused_winograd(&f, fused_input, fused_output, u, n * th * tw, 36, c, co, group);
 }
+
+/* floats per vector of the fused kernels' GEMM as built here (16: AVX-512; see gencli.kernels.winograd.fused_applies) */
+int gencli_gemm_lanes(void) { return GV; }
