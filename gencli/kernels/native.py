@@ -11,11 +11,12 @@ gather and two matmuls each. Here:
   transforms, one pass each, used by :func:`gencli.kernels.winograd.conv3x3_winograd`
   (``csrc/winograd.c``); :func:`winograd_fused`: the whole F(4x4, 3x3) convolution, transforms and
   GEMMs per group of tiles in cache (for layers with small filters);
-- :func:`winograd1d_input` / :func:`winograd1d_output`: the same for a one-axis Winograd F(m, r)
-  (1 x r and r x 1 convolutions), used by :func:`gencli.kernels.winograd1d.conv1d_winograd`
-  (``csrc/winograd1d.c``);
-- :func:`winograd2d_input` / :func:`winograd2d_output`: the same for the 2-D F(4x4, 5x5) (8 x 8
-  tiles), used by :func:`gencli.kernels.winograd2d.conv_winograd2d` (``csrc/winograd2d.c``);
+- :func:`winograd1d_input` / :func:`winograd1d_output` / :func:`winograd1d_fused`: the same for a
+  one-axis Winograd F(m, r) (1 x r and r x 1 convolutions), used by
+  :func:`gencli.kernels.winograd1d.conv1d_winograd` (``csrc/winograd1d.c``);
+- :func:`winograd2d_input` / :func:`winograd2d_output` / :func:`winograd2d_fused`: the same for the
+  2-D F(4x4, 5x5) (8 x 8 tiles), used by :func:`gencli.kernels.winograd2d.conv_winograd2d`
+  (``csrc/winograd2d.c``); the fused functions share ``csrc/gemm.h``;
 - :func:`max_pool3x3_nhwc`: 3x3 max pooling on NHWC without torch's int64 indices (``csrc/pool.c``).
 
 The sources are built together with ``-O3 -march=native`` into ``$XDG_CACHE_HOME/gencli/kernels``

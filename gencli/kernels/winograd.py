@@ -6,6 +6,11 @@ computation with ``F.conv2d``. Both compute ``conv(silu(x) if silu else x) + bia
 sample_bias[:, :, None, None] + residual``; the kernel folds SiLU into the copy into its padded
 tile buffer, and the bias, the per-sample bias and the residual into its transforms.
 
+With the C kernels, a layer whose transformed filters are small and whose tiles are many runs
+fused (:func:`fused_applies`, :func:`gencli.kernels.native.winograd_fused`): transforms and GEMMs
+per group of tiles in cache; otherwise the transforms run in C and the GEMMs in torch's BLAS, in
+blocks of tiles (:func:`run_blocks`).
+
 Interpolation points 0, 1, -1, 1/2, -2 and infinity: y = A^T [(G g G^T) * (B^T d B)] A on 6x6
 input tiles (stride 4). Against the usual 0, +-1, +-2 these points gave ~3x less fp32 error in a
 search over point sets (the data and output transforms stay exact in binary: multiples of 1/8); a
