@@ -57,13 +57,13 @@ NATIVE_BLOCK_BYTES = 1 << 24
 
 # Which layers run fused (the kernels' fused C functions, native.winograd_fused and the one-axis
 # and 5x5 ones: transforms and GEMMs per group of native.FUSED_GROUP tiles in cache) where the C
-# kernels are built: those with enough tiles for FUSED_MIN_GROUPS groups per thread (fewer groups leave threads
-# idle, where the blocked path splits each GEMM) and transformed filters (tile components x C x CO)
-# of at most FUSED_MAX_FILTER values, read once per group. 2-core Xeon, fused against blocked, batch
-# 16: F(4x4, 3x3) 32->32 at 147x147 1.3x, 80->192 at 71x71 1.15x, 128->128 / 256->128 / 384->128 /
-# 256->256 at 32x32 (1024 tiles) 1.02-1.14x, 256->256 at 16x16 (256 tiles) 1.0x, at 8x8 0.73x, at
-# 4x4 0.55x, 448->384 at 8x8 0.66x; F(6, 7) 192->192 at 17x17 (816 tiles) 1.07x; F(4, 3)
-# 384->384 at 8x8 (256 tiles) 0.9x; F(4x4, 5x5) 48->64 at 35x35 2.4x.
+# kernels are built: those with enough tiles for FUSED_MIN_GROUPS groups per thread (fewer groups
+# leave threads idle, where the blocked path splits each GEMM) and transformed filters (tile
+# components x C x CO) of at most FUSED_MAX_FILTER values, read once per group. 2-core Xeon, fused
+# against blocked, batch 16: F(4x4, 3x3) 32->32 at 147x147 1.3x, 80->192 at 71x71 1.15x, 128->128
+# / 256->128 / 384->128 / 256->256 at 32x32 (1024 tiles) 1.02-1.14x, 256->256 at 16x16 (256 tiles)
+# 1.0x, at 8x8 0.73x, at 4x4 0.55x, 448->384 at 8x8 0.66x; F(6, 7) 192->192 at 17x17 (816 tiles)
+# 1.07x; F(4, 3) 384->384 at 8x8 (256 tiles) 0.9x; F(4x4, 5x5) 48->64 at 35x35 2.4x.
 FUSED_MAX_FILTER = 36 * 256 * 256
 FUSED_MIN_GROUPS = 5
 # The fused kernels' GEMM pays with AVX-512 (16-float vectors); built for AVX2 it ran 0.75-1.0x the

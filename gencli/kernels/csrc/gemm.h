@@ -68,7 +68,7 @@ static inline void gemm_plane(const float *v, const float *u, float *m, long row
 
 /* A fused Winograd convolution of `tiles` tiles, `planes` tile components: for each group of `group` tiles
  * (a thread's unit of work), in(ctx, p, dst, plane) writes tile p's planes x c transformed values at dst
- * (planes `plane` floats apart), the planes' GEMMs with u (planes, c, co; co a multiple of VL) run here, and
+ * (planes `plane` floats apart), the planes' GEMMs with u (planes, c, co; co a multiple of 16) run here, and
  * out(ctx, p, src, plane) writes tile p's outputs from its planes x co products at src. The transformed data
  * and products stay in the core's cache instead of travelling to memory and back. Returns 0, or 1 when out
  * of memory (nothing written then). */
