@@ -265,13 +265,30 @@ def winograd_output(m: torch.Tensor, out: torch.Tensor, tiles: tuple[int, int], 
     if (not _planes(m, p1 - p0, co) or not 0 <= p0 < p1 <= n * th * tw
             or out.dtype != torch.float32 or not out.is_contiguous(memory_format=torch.channels_last)):
         raise ValueError("winograd_output takes an fp32 (36, tiles, CO) m of contiguous rows and an fp32 NHWC out")
-    if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
-                                 or not residual.is_contiguous(memory_format=torch.channels_last)):
-        raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
+    _check_residual(residual, out)
     bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
     _function("gencli_winograd_output")(m.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias), _ptr(residual),
                                         n, h, w, co, p0, p1, m.stride(0), bool(relu))
     return out
+
+
+def _check_residual(residual: torch.Tensor | None, out: torch.Tensor) -> None:
+    if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
+                                 or not residual.is_contiguous(memory_format=torch.channels_last)):
+        raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
+
+
+def _fused_filters(u: torch.Tensor, planes: int, c: int, co: int, group: int) -> bool:
+    """Whether ``u`` is what the fused kernels take: contiguous fp32 (planes, C, CO), CO a multiple
+    of 16, and ``group`` at least one tile."""
+    return (u.dtype == torch.float32 and tuple(u.shape) == (planes, c, co) and u.is_contiguous() and co % 16 == 0
+            and group >= 1)
+
+
+def _run_fused(name: str, *args) -> None:
+    """Call the fused C kernel ``name``, which returns 1 when its tile buffers could not be had."""
+    if _function(name)(*args):
+        raise MemoryError(f"{name}: out of memory for its tile buffers")
 
 
 @functools.lru_cache(maxsize=1)
@@ -294,19 +311,14 @@ def winograd_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, *, bias:
     co = u.shape[2]
     if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
             or pad not in (0, 1) or (reflect and pad != 1) or min(h, w) + 2 * pad < 3
-            or u.dtype != torch.float32 or u.shape[:2] != (36, c) or not u.is_contiguous() or co % 16 or group < 1
-            or out.dtype != torch.float32 or out.shape != (n, co, h + 2 * pad - 2, w + 2 * pad - 2)
+            or not _fused_filters(u, 36, c, co, group) or out.dtype != torch.float32 or out.shape != (n, co, h + 2 * pad - 2, w + 2 * pad - 2)
             or not out.is_contiguous(memory_format=torch.channels_last)):
         raise ValueError("winograd_fused takes fp32 NHWC x and out, padding 0 or 1 (reflect: 1) and contiguous "
                          "fp32 (36, C, CO) filters with CO a multiple of 16")
-    if residual is not None and (residual.shape != out.shape or residual.dtype != torch.float32
-                                 or not residual.is_contiguous(memory_format=torch.channels_last)):
-        raise ValueError("residual must be an fp32 channels_last tensor of the output's shape")
+    _check_residual(residual, out)
     bias, sample_bias = _f32(bias, co), _f32(sample_bias, n * co)
-    if _function("gencli_winograd_fused")(x.data_ptr(), u.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias),
-                                          _ptr(residual), n, h, w, c, co, bool(silu), bool(reflect), pad, bool(relu),
-                                          group):
-        raise MemoryError("winograd_fused: out of memory for its tile buffers")
+    _run_fused("gencli_winograd_fused", x.data_ptr(), u.data_ptr(), out.data_ptr(), _ptr(bias), _ptr(sample_bias),
+               _ptr(residual), n, h, w, c, co, bool(silu), bool(reflect), pad, bool(relu), group)
     return out
 
 
@@ -386,15 +398,12 @@ def winograd1d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: to
     shape = _winograd1d_shape(alpha, m, axis, n, h, w)
     if (shape is None or bt.shape != (alpha, alpha) or bt.dtype != torch.float32 or not bt.is_contiguous()
             or at.dtype != torch.float32 or not at.is_contiguous() or not _pixels(x) or not _pixels(out)
-            or out.shape != (n, co, h, w) or u.dtype != torch.float32 or u.shape != (alpha, c, co)
-            or not u.is_contiguous() or co % 16 or group < 1):
+            or out.shape != (n, co, h, w) or not _fused_filters(u, alpha, c, co, group)):
         raise ValueError("winograd1d_fused takes fp32 x and out with pixels in NHWC order, the B^T and A^T of F(6, 7) "
                          "or F(4, 3), axis 0 or 1 and contiguous fp32 (alpha, C, CO) filters with CO a multiple of 16")
     bias = _f32(bias, co)
-    if _function("gencli_winograd1d_fused")(x.data_ptr(), x.stride(3), u.data_ptr(), out.data_ptr(), out.stride(3),
-                                            _ptr(bias), bool(relu), n, h, w, c, co, axis, shape[0], m, bt.data_ptr(),
-                                            at.data_ptr(), group):
-        raise MemoryError("winograd1d_fused: out of memory for its tile buffers")
+    _run_fused("gencli_winograd1d_fused", x.data_ptr(), x.stride(3), u.data_ptr(), out.data_ptr(), out.stride(3),
+               _ptr(bias), bool(relu), n, h, w, c, co, axis, shape[0], m, bt.data_ptr(), at.data_ptr(), group)
     return out
 
 
@@ -454,15 +463,13 @@ def winograd2d_fused(x: torch.Tensor, u: torch.Tensor, out: torch.Tensor, bt: to
     if (not 0 <= pad < 5 or min(ho, wo) < 1 or bt.shape != (8, 8) or bt.dtype != torch.float32
             or not bt.is_contiguous() or at.shape != (4, 8) or at.dtype != torch.float32 or not at.is_contiguous()
             or x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous(memory_format=torch.channels_last)
-            or not _pixels(out) or out.shape != (n, co, ho, wo) or u.dtype != torch.float32 or u.shape != (64, c, co)
-            or not u.is_contiguous() or co % 16 or group < 1):
+            or not _pixels(out) or out.shape != (n, co, ho, wo) or not _fused_filters(u, 64, c, co, group)):
         raise ValueError("winograd2d_fused takes fp32 NHWC x, an fp32 out with pixels in NHWC order, the B^T and A^T "
                          "of F(4x4, 5x5), padding 0 to 4 and contiguous fp32 (64, C, CO) filters with CO a multiple "
                          "of 16")
     bias = _f32(bias, co)
-    if _function("gencli_winograd2d_fused")(x.data_ptr(), u.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias),
-                                            bool(relu), n, h, w, c, co, pad, bt.data_ptr(), at.data_ptr(), group):
-        raise MemoryError("winograd2d_fused: out of memory for its tile buffers")
+    _run_fused("gencli_winograd2d_fused", x.data_ptr(), u.data_ptr(), out.data_ptr(), out.stride(3), _ptr(bias),
+               bool(relu), n, h, w, c, co, pad, bt.data_ptr(), at.data_ptr(), group)
     return out
 
 

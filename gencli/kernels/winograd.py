@@ -145,7 +145,7 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         th, tw = native.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        if fused_applies(36, c, co, n * th * tw):
+        if fused_applies(36, c, co, p):
             return native.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
                                          reflect=padding_mode == "reflect", pad=padding, relu=relu)
         run_blocks(x, u, p, buf,

@@ -139,9 +139,10 @@ def conv1d_winograd(x: torch.Tensor, filters: Winograd1dFilters, bias: torch.Ten
     if out is None:
         out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     tile = at.shape[0]
-    if winograd.fused_applies(u.shape[0], u.shape[1], co, native.winograd1d_tiles(n, h, w, axis, tile)):
+    tiles = native.winograd1d_tiles(n, h, w, axis, tile)
+    if winograd.fused_applies(u.shape[0], u.shape[1], co, tiles):
         return native.winograd1d_fused(x, u, out, bt, at, axis, bias=bias, relu=relu)
-    run_blocks(x, u, native.winograd1d_tiles(n, h, w, axis, tile), workspace or _fresh,
+    run_blocks(x, u, tiles, workspace or _fresh,
                lambda v, tiles: native.winograd1d_input(x, v, tiles, bt, axis, tile),
                lambda m, tiles: native.winograd1d_output(m, out, tiles, at, axis, bias=bias, relu=relu))
     return out

@@ -8,8 +8,8 @@ input tile with 64 products per input and output channel pair instead of 16 * 25
 (``csrc/winograd2d.c``: bias and ReLU folded into the output transform, which can write a channel
 slice of a wider tensor) and the 64 GEMMs with torch's BLAS, in blocks of tiles
 (:func:`gencli.kernels.winograd.run_blocks`), or for small filters all three fused per group of
-tiles in cache (:func:`gencli.kernels.winograd.fused_applies`); :func:`conv2d_reference` is the same computation with
-``F.conv2d``. The matrices are built exactly from the interpolation points
+tiles in cache (:func:`gencli.kernels.winograd.fused_applies`); :func:`conv2d_reference` is the
+same computation with ``F.conv2d``. The matrices are built exactly from the interpolation points
 (:func:`gencli.kernels.winograd1d.exact_matrices`, the one-axis F(4, 5) nested on both axes).
 
 Points: 0, +-1, +-2, +-1/2 and infinity, the least fp32 error in a search of symmetric
@@ -102,9 +102,10 @@ def conv_winograd2d(x: torch.Tensor, filters: Winograd2dFilters, bias: torch.Ten
     ho, wo = h + 2 * padding - R + 1, w + 2 * padding - R + 1
     if out is None:
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-    if winograd.fused_applies(u.shape[0], u.shape[1], co, native.winograd2d_tiles(n, ho, wo)):
+    tiles = native.winograd2d_tiles(n, ho, wo)
+    if winograd.fused_applies(u.shape[0], u.shape[1], co, tiles):
         return native.winograd2d_fused(x, u, out, bt, at, padding, bias=bias, relu=relu)
-    run_blocks(x, u, native.winograd2d_tiles(n, ho, wo), workspace or _fresh,
+    run_blocks(x, u, tiles, workspace or _fresh,
                lambda v, tiles: native.winograd2d_input(x, v, tiles, bt, padding),
                lambda mm, tiles: native.winograd2d_output(mm, out, tiles, at, bias=bias, relu=relu))
     return out

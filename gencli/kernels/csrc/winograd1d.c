@@ -1,7 +1,7 @@
 /* The data and output transforms of a one-axis Winograd F(m, r) on NHWC fp32 activations: the
  * 1 x r and r x 1 convolutions (stride 1, "same" padding (r - 1) / 2) behind
  * gencli.kernels.winograd1d (F(6, 7): alpha = 12 points; F(4, 3): alpha = 6). The alpha GEMMs
- * between the transforms stay with torch's BLAS.
+ * between the transforms run in torch's BLAS, or, in gencli_winograd1d_fused, in gemm.h's kernel.
  *
  *   input:  V[i, p, c] = sum_k BT[i][k] x[tile p's pixel k, c]   (zeros past either end)
  *   output: out[tile p's pixel a, o] = act(sum_i AT[a][i] M[i, p, o] + bias[o])

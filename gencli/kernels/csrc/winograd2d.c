@@ -1,7 +1,7 @@
 /* The data and output transforms of the 2-D Winograd F(4x4, 5x5) on NHWC fp32 activations (8 x 8
  * input tiles: alpha = m + r - 1 = 8 with m = 4, r = 5), behind gencli.kernels.winograd2d. The
  * matrices come from the caller (built exactly from interpolation points); the alpha^2 GEMMs
- * between the transforms stay with torch's BLAS.
+ * between the transforms run in torch's BLAS, or, in gencli_winograd2d_fused, in gemm.h's kernel.
  *
  *   input:  V[i*alpha + j, p, c] = sum_kl BT[i][k] d_p[k][l] BT[j][l], d_p the alpha x alpha tile at
  *           p = (b, ty, tx): input rows m ty - pad + k, columns m tx - pad + l (zeros outside)
