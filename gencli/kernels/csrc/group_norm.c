@@ -41,23 +41,37 @@ static inline void convert(const gn_job *j, const void *x, long offset, long n, 
     for (long i = 0; i < n; i++) d[i] = (uint32_t)src[i] << 16;
 }
 
-/* the cb values at `offset` of the (N, HW, C) input as fp32: the row itself (fp32, one input) or a
-   copy in buf (bf16, or a row across both inputs) */
-static inline const float *load_row(const gn_job *j, long offset, long cb, float *restrict buf) {
+/* the cb values at `offset` of the (N, HW, C) input as fp32, in one or two runs: values [at[r], at[r + 1]) of
+   the row at p[r]. The row itself (fp32, one input), its two parts (fp32, a row across both inputs: read where
+   they lie, not copied), or a copy in buf (bf16) */
+typedef struct {
+    const float *p[2];
+    long at[3];
+    int runs;
+} gn_row;
+static inline gn_row load_row(const gn_job *j, long offset, long cb, float *restrict buf) {
+    gn_row r = {{buf, NULL}, {0, cb, cb}, 1};
     const void *x = j->x;
     if (j->x2) { /* which input, and where: pixel q, channel k */
         const long q = offset / j->c, k = offset % j->c, c2 = j->c - j->c1;
         if (k < j->c1 && k + cb > j->c1) { /* across both */
+            if (!j->x_bf16) {
+                r.p[0] = (const float *)j->x + q * j->c1 + k;
+                r.p[1] = (const float *)j->x2 + q * c2;
+                r.at[1] = j->c1 - k;
+                r.runs = 2;
+                return r;
+            }
             convert(j, j->x, q * j->c1 + k, j->c1 - k, buf);
             convert(j, j->x2, q * c2, k + cb - j->c1, buf + (j->c1 - k));
-            return buf;
+            return r;
         }
         x = k < j->c1 ? j->x : j->x2;
         offset = k < j->c1 ? q * j->c1 + k : q * c2 + (k - j->c1);
     }
-    if (!j->x_bf16) return (const float *)x + offset;
-    convert(j, x, offset, cb, buf);
-    return buf;
+    if (!j->x_bf16) r.p[0] = (const float *)x + offset;
+    else convert(j, x, offset, cb, buf);
+    return r;
 }
 
 static inline void store_row(const gn_job *j, long offset, long cb, const float *restrict v) {
@@ -76,17 +90,27 @@ static inline void store_row(const gn_job *j, long offset, long cb, const float 
 /* o = act((v - m) * a + b) for n <= APPLY channels. Specialised (always inlined with the
    constant) for n == APPLY, where the chunk stays in vector registers: one pass of loads, the
    arithmetic and one store (separate row loops for the affine, the exponential and the division
-   stored and reloaded the row three times: ~2x slower). */
+   stored and reloaded the row three times: ~2x slower). A partial chunk's SiLU runs on a whole
+   (zero-filled) chunk too: the vector division's bits, whichever chunk a channel falls in (a row
+   read in two runs has its partial chunks elsewhere). */
 #define APPLY 16
 static inline __attribute__((always_inline)) void apply_chunk(const float *restrict v, const float *restrict m,
                                                               const float *restrict a, const float *restrict b,
                                                               float *restrict o, long n, int act) {
-    float r[APPLY], tmp[APPLY];
+    float r[APPLY] = {0}, tmp[APPLY];
     for (long i = 0; i < n; i++) r[i] = (v[i] - m[i]) * a[i] + b[i];
-    if (act == 1) silu_row(r, tmp, n);
+    if (act == 1) silu_row(r, tmp, APPLY);
     else if (act == 2)
         for (long i = 0; i < n; i++) r[i] = r[i] < 0.0f ? 0.0f : r[i]; /* NaN stays NaN, as torch's relu */
     for (long i = 0; i < n; i++) o[i] = r[i];
+}
+
+/* o = act((v - m) * a + b) for n channels, in chunks of APPLY */
+static inline void apply_run(const float *restrict v, const float *restrict m, const float *restrict a,
+                             const float *restrict b, float *restrict o, long n, int act) {
+    const long nv = n - n % APPLY;
+    for (long i = 0; i < nv; i += APPLY) apply_chunk(v + i, m + i, a + i, b + i, o + i, APPLY, act);
+    if (nv < n) apply_chunk(v + nv, m + nv, a + nv, b + nv, o + nv, n - nv, act);
 }
 
 /* one unit: sample n, channels [c0, c0 + cb); scratch: SCRATCH * cb floats */
@@ -104,17 +128,24 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
        the d^2 sum free of cancellation); the group's mean and squared deviations from the
        channels' by the parallel-variance formula, in double */
     double *restrict s1 = (double *)(scratch + 8 * cb), *restrict s2 = s1 + cb;
-    const float *restrict first = load_row(j, base, cb, buf);
-    for (long i = 0; i < cb; i++) { k[i] = first[i]; s1[i] = 0.0; s2[i] = 0.0; }
+    const gn_row first = load_row(j, base, cb, buf);
+    for (int r = 0; r < first.runs; r++)
+        for (long i = first.at[r]; i < first.at[r + 1]; i++) k[i] = first.p[r][i - first.at[r]];
+    for (long i = 0; i < cb; i++) { s1[i] = 0.0; s2[i] = 0.0; }
     for (long p0 = 0; p0 < j->hw; p0 += CHUNK) { /* fp32 sums over CHUNK pixels, then into double */
         const long p1 = p0 + CHUNK < j->hw ? p0 + CHUNK : j->hw;
         for (long i = 0; i < cb; i++) { acc[i] = 0.0f; acc2[i] = 0.0f; }
         for (long p = p0; p < p1; p++) {
-            const float *restrict v = load_row(j, base + p * j->c, cb, buf);
-            for (long i = 0; i < cb; i++) {
-                float e = v[i] - k[i];
-                acc[i] += e;
-                acc2[i] += e * e;
+            const gn_row v = load_row(j, base + p * j->c, cb, buf);
+            for (int r = 0; r < v.runs; r++) {
+                const long at = v.at[r], n = v.at[r + 1] - at;
+                const float *restrict x = v.p[r], *restrict kr = k + at;
+                float *restrict s = acc + at, *restrict s2r = acc2 + at;
+                for (long i = 0; i < n; i++) {
+                    float e = x[i] - kr[i];
+                    s[i] += e;
+                    s2r[i] += e * e;
+                }
             }
         }
         for (long i = 0; i < cb; i++) { s1[i] += acc[i]; s2[i] += acc2[i]; }
@@ -137,14 +168,15 @@ static void run_unit(const gn_job *j, long unit, float *restrict scratch) {
             b[i] = j->beta ? j->beta[c0 + i] : 0.0f;
         }
     }
-    const long cv = cb - cb % APPLY;
     for (long p = 0; p < j->hw; p++) {
         const long offset = base + p * j->c;
-        const float *v = load_row(j, offset, cb, buf);
+        const gn_row v = load_row(j, offset, cb, buf);
         /* fp32 out: straight into y; bf16: into o, then rounded */
         float *dst = j->y_bf16 ? o : (float *)j->y + offset;
-        for (long i = 0; i < cv; i += APPLY) apply_chunk(v + i, m + i, a + i, b + i, dst + i, APPLY, j->act);
-        if (cv < cb) apply_chunk(v + cv, m + cv, a + cv, b + cv, dst + cv, cb - cv, j->act);
+        for (int r = 0; r < v.runs; r++) {
+            const long at = v.at[r];
+            apply_run(v.p[r], m + at, a + at, b + at, dst + at, v.at[r + 1] - at, j->act);
+        }
         if (j->y_bf16) store_row(j, offset, cb, o);
     }
 }
