@@ -69,3 +69,45 @@ def test_tuned_allocator_reuses_freed_blocks_instead_of_faulting_in_new_pages():
 def test_a_users_own_malloc_settings_are_left_alone():
     on, _ = probe(MALLOC_MMAP_THRESHOLD_="65536")
     assert not on
+
+
+HUGE_PROBE = textwrap.dedent("""
+    import torch
+    from gencli.runtime import tune_allocator
+    on = tune_allocator()
+    t = torch.ones(32 << 20)  # 128 MiB, from the heap once tuned
+    with open("/proc/self/smaps_rollup") as f:
+        huge = next(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+    print(on, huge)
+""")
+
+
+def huge_pages_kib(**env) -> tuple[bool, int]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", HUGE_PROBE], capture_output=True, text=True, env=full, check=True)
+    on, kib = out.stdout.split()
+    return on == "True", int(kib)
+
+
+@glibc
+def test_tuned_heap_asks_for_transparent_huge_pages():
+    from gencli.runtime import thp_mode
+
+    if thp_mode() != "madvise":
+        pytest.skip(f"the kernel's transparent huge pages are {thp_mode()!r}, not 'madvise'")
+    on, tuned = huge_pages_kib()
+    assert on and tuned >= 64 << 10, tuned  # most of the tensor's 128 MiB in 2 MiB pages
+    off, untuned = huge_pages_kib(GENCLI_NO_MALLOPT="1")
+    assert not off and untuned < tuned / 4, (untuned, tuned)
+
+
+def test_huge_pages_are_asked_for_only_where_the_kernel_waits_to_be_asked(monkeypatch):
+    from gencli import runtime
+
+    class NoCalls:  # any libc call would fail the test
+        pass
+
+    for mode in ("always", "never", None):
+        monkeypatch.setattr(runtime, "thp_mode", lambda mode=mode: mode)
+        assert runtime.advise_huge_heap(NoCalls()) is False
