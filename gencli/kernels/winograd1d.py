@@ -64,19 +64,17 @@ def exact_matrices(points: tuple[str, ...], m: int, r: int) -> tuple[tuple[tuple
                 f *= p - q
         g.append([p ** i / f for i in range(r)])
     g.append([Fraction(0)] * (r - 1) + [Fraction(1)])
-    # B^T column by column: sum_j AT[i][j] G[j][k] BT[j][l] = [l == i + k] for all i, k
+    # B^T: sum_j AT[i][j] G[j][k] BT[j][l] = [l == i + k] for all i, k: one system, a right-hand side per column
     system = [[at[i][j] * g[j][k] for j in range(alpha)] for i in range(m) for k in range(r)]
-    bt = [[Fraction(0)] * alpha for _ in range(alpha)]
-    for col in range(alpha):
-        rhs = [Fraction(int(col == i + k)) for i in range(m) for k in range(r)]
-        for j, v in enumerate(_solve(system, rhs)):
-            bt[j][col] = v
+    rhs = [[Fraction(int(col == i + k)) for col in range(alpha)] for i in range(m) for k in range(r)]
+    bt = _solve(system, rhs)
     return tuple(map(tuple, at)), tuple(map(tuple, g)), tuple(map(tuple, bt))
 
 
-def _solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction]:
-    """The exact solution x of the consistent (rows >= columns, full column rank) system a x = b."""
-    rows = [row[:] + [v] for row, v in zip(a, b)]
+def _solve(a: list[list[Fraction]], b: list[list[Fraction]]) -> list[list[Fraction]]:
+    """The exact solution X of the consistent (rows >= columns, full column rank) system a X = b,
+    b with one row per row of a and any number of right-hand sides (one elimination for all)."""
+    rows = [row[:] + list(v) for row, v in zip(a, b)]
     n = len(a[0])
     for col in range(n):
         pivot = next(i for i in range(col, len(rows)) if rows[i][col] != 0)
@@ -88,7 +86,7 @@ def _solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction]:
                 rows[i] = [u - f * v for u, v in zip(row, rows[col])]
     if any(v != 0 for row in rows[n:] for v in row):
         raise ValueError("inconsistent Winograd system")
-    return [rows[i][n] for i in range(n)]
+    return [rows[i][n:] for i in range(n)]
 
 
 def _tensor(rows, dtype: torch.dtype) -> torch.Tensor:
