@@ -10,17 +10,6 @@ block comes from the heap): the FID Inception's largest activation at batch 8 is
 faults per forward pass with the threshold alone, 0 without mmap, 24.4-24.7 -> 23.5-23.75
 ms/image (2-core Xeon AMX, 2026-12-03). This is what jemalloc/tcmalloc are usually preloaded
 for; mallopt gets the same effect in-process.
-
-Where the kernel gives transparent huge pages only to memory that asks for them (the usual
-``madvise`` mode), the first HUGE_HEAP bytes of the heap ask (``MADV_HUGEPAGE``), as glibc's
-``glibc.malloc.hugetlb=1`` tunable would, which can only be set before the process starts: the
-heap is grown once by a block that is freed at once (it stays in the heap, below the trim
-threshold; its pages are touched only when tensors use them). A UNet forward streams ~0.5 GB of
-Winograd filters and activations, and 2 MiB pages take most of its TLB misses and page-boundary
-prefetch stops away: the cifar10 UNet at batch 16, 332 against 336 ms per forward (median of 12,
-5 process pairs, 4 in favour) and 352 against 358 (4 pairs, all in favour); glibc's tunable
-instead, 350 against 359 (6 pairs). diffusers' UNet 735 against 739 ms (6 pairs) and the FID
-Inception 408 against 407 (4 pairs) gain nothing from it. 2-core Xeon AMX, 2026-12-03.
 """
 
 from __future__ import annotations
@@ -37,10 +26,6 @@ _M_MMAP_MAX = -4
 MMAP_THRESHOLD = 32 << 20   # glibc's upper limit for M_MMAP_THRESHOLD on 64-bit
 TRIM_THRESHOLD = 1 << 30    # keep up to 1 GiB of freed heap instead of returning it at once
 MMAP_MAX = 0                # no mmapped blocks at all (those above the threshold included)
-#: bytes at the start of the heap marked for transparent huge pages (below TRIM_THRESHOLD, so they stay)
-HUGE_HEAP = 960 << 20
-_MADV_HUGEPAGE = 14
-_THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 #: the same settings as glibc environment variables (for child processes, e.g. a benchmark's anchors)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD),
               "MALLOC_MMAP_MAX_": str(MMAP_MAX)}
@@ -71,45 +56,7 @@ def tune_allocator() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     _done = (bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)) and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
              and bool(mallopt(_M_MMAP_MAX, MMAP_MAX)))
-    if _done:
-        advise_huge_heap(libc)
     return _done
-
-
-def thp_mode() -> str | None:
-    """The kernel's transparent huge page mode ("always", "madvise", "never"), None if unknown."""
-    try:
-        with open(_THP_MODE) as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text[text.index("[") + 1:text.index("]")] if "[" in text and "]" in text else None
-
-
-def advise_huge_heap(libc: ctypes.CDLL, size: int = HUGE_HEAP) -> bool:
-    """Mark the next ``size`` bytes of the heap for transparent huge pages (``madvise`` mode only:
-    "always" gives them anyway, "never" not at all). True when marked. Call after
-    :func:`tune_allocator`'s mallopt, whose settings keep the freed block in the heap."""
-    if thp_mode() != "madvise":
-        return False
-    try:
-        with open("/proc/sys/vm/overcommit_memory") as f:
-            if f.read().strip() == "2":  # strict accounting: the reserve would be charged though unused
-                return False
-    except OSError:
-        pass
-    malloc, free, madvise = libc.malloc, libc.free, libc.madvise
-    malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    free.restype, free.argtypes = None, [ctypes.c_void_p]
-    madvise.restype, madvise.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    block = malloc(size)
-    if not block:
-        return False
-    page = os.sysconf("SC_PAGE_SIZE")  # madvise takes whole pages; the kernel uses huge pages where they fit
-    start, end = -(-block // page) * page, (block + size) // page * page
-    ok = end > start and madvise(start, end - start, _MADV_HUGEPAGE) == 0
-    free(block)
-    return ok
 
 
 # --- precision ---------------------------------------------------------------------------------
