@@ -30,11 +30,13 @@ PROBE = textwrap.dedent("""
         for _ in range(2):
             unet(x, t)
         counts = []
-        for _ in range(4):
+        for _ in range(5):
             before = faults()
             unet(x, t)
             counts.append(faults() - before)
-    print(on, min(counts))
+    # the median pass: untuned, glibc's dynamic mmap threshold (raised by each large free) now and then
+    # keeps one whole pass in the heap (seen once in a full suite: a minimum of 0 pages, 2,320 the usual)
+    print(on, sorted(counts)[len(counts) // 2])
 """)
 
 
