@@ -11,6 +11,8 @@
 - :mod:`~gencli.kernels.native`: CPU kernels in C (``csrc/``), compiled on first use with the
   machine's compiler: GroupNorm (+ per-sample bias, + SiLU) on NHWC fp32/bf16 in one call, tested
   against torch's GroupNorm; without a compiler the pure-torch kernels run instead.
+- :mod:`~gencli.kernels.native_winograd`: the Python side of the Winograd C kernels (transforms and
+  fused convolutions) that :mod:`~gencli.kernels.winograd`, ``winograd1d`` and ``winograd2d`` call.
 - :mod:`~gencli.kernels.fast_path`: ``FastState`` (options, weight caches, scratch memory) and the
   dispatch the layers' inference fast path calls.
 """

@@ -7,7 +7,7 @@ sample_bias[:, :, None, None] + residual``; the kernel folds SiLU into the copy 
 tile buffer, and the bias, the per-sample bias and the residual into its transforms.
 
 With the C kernels, a layer whose transformed filters are small and whose tiles are many runs
-fused (:func:`fused_applies`, :func:`gencli.kernels.native.winograd_fused`): transforms and GEMMs
+fused (:func:`fused_applies`, :func:`gencli.kernels.native_winograd.winograd_fused`): transforms and GEMMs
 per group of tiles in cache; otherwise the transforms run in C and the GEMMs in torch's BLAS, in
 blocks of tiles (:func:`run_blocks`).
 
@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gencli.kernels import native
+from gencli.kernels import native_winograd
 
 _WINO_AT = ((1, 1, 1, 1, 1, 0),
             (0, 1, -1, "1/2", -2, 0),
@@ -50,13 +51,13 @@ _WINO_BT = ((1, "-3/2", -2, "3/2", 1, 0),
 # to it reaches every output of the tile exactly once.
 WINO_BIAS_INDEX = 7
 
-# With the C transforms (gencli.kernels.native), tiles are transformed, multiplied and transformed
+# With the C transforms (gencli.kernels.native_winograd), tiles are transformed, multiplied and transformed
 # back in blocks whose transformed data takes at most about this many bytes (on a 2-core Xeon, 1 and
 # 4 MiB blocks were up to 25% slower than 16 MiB: the smaller GEMMs lose more than the cache gains).
 NATIVE_BLOCK_BYTES = 1 << 24
 
-# Which layers run fused (the kernels' fused C functions, native.winograd_fused and the one-axis
-# and 5x5 ones: transforms and GEMMs per group of native.FUSED_GROUP tiles in cache) where the C
+# Which layers run fused (the kernels' fused C functions, native_winograd.winograd_fused and the one-axis
+# and 5x5 ones: transforms and GEMMs per group of native_winograd.FUSED_GROUP tiles in cache) where the C
 # kernels are built: those with enough tiles for FUSED_MIN_GROUPS groups per thread (fewer groups
 # leave threads idle, where the blocked path splits each GEMM) and transformed filters (tile
 # components x C x CO) of at most FUSED_MAX_FILTER values, read once per group. 2-core Xeon, fused
@@ -142,16 +143,16 @@ def conv3x3_winograd(x: torch.Tensor, filters: WinogradFilters, bias: torch.Tens
         if residual is not None:
             residual = residual.to(torch.float32).contiguous(memory_format=torch.channels_last)
         ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
-        th, tw = native.tile_grid(ho, wo)
+        th, tw = native_winograd.tile_grid(ho, wo)
         p = n * th * tw
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
         if fused_applies(36, c, co, p):
-            return native.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
+            return native_winograd.winograd_fused(x, u, out, bias=bias, sample_bias=sample_bias, residual=residual, silu=silu,
                                          reflect=padding_mode == "reflect", pad=padding, relu=relu)
         run_blocks(x, u, p, buf,
-                   lambda v, tiles: native.winograd_input(x, v, tiles, silu=silu, reflect=padding_mode == "reflect",
+                   lambda v, tiles: native_winograd.winograd_input(x, v, tiles, silu=silu, reflect=padding_mode == "reflect",
                                                           pad=padding),
-                   lambda m, tiles: native.winograd_output(m, out, tiles, bias=bias, sample_bias=sample_bias,
+                   lambda m, tiles: native_winograd.winograd_output(m, out, tiles, bias=bias, sample_bias=sample_bias,
                                                            residual=residual, relu=relu))
         return out
     if padding != 1 or h % 4 or w % 4:
@@ -228,17 +229,17 @@ def _gemm_rows(tiles: int, co: int) -> int:
     contiguous (torch's bmm makes one batched BLAS call for a contiguous output and 36 separate
     ones otherwise: 1.1-1.8x slower at these shapes on a 2-core Xeon) while its planes, which the
     output transform reads at once, stay out of each other's cache sets (see
-    :func:`native.plane_stride`)."""
-    if native.plane_stride(tiles, co) == tiles * co:  # not a 4 KiB multiple: no spacing needed
+    :func:`native_winograd.plane_stride`)."""
+    if native_winograd.plane_stride(tiles, co) == tiles * co:  # not a 4 KiB multiple: no spacing needed
         return tiles
     # one spare row moves the plane off the multiple (unless co itself is a multiple of 1024 floats)
-    return tiles + 1 if native.plane_stride(tiles + 1, co) == (tiles + 1) * co else tiles
+    return tiles + 1 if native_winograd.plane_stride(tiles + 1, co) == (tiles + 1) * co else tiles
 
 
 def _tile_buffer(buf: Workspace, role: str, rows: int, cols: int, like: torch.Tensor,
                  planes: int = 36) -> torch.Tensor:
-    """A (planes, rows, cols) tile buffer whose planes lie :func:`native.plane_stride` apart."""
-    stride = native.plane_stride(rows, cols)
+    """A (planes, rows, cols) tile buffer whose planes lie :func:`native_winograd.plane_stride` apart."""
+    stride = native_winograd.plane_stride(rows, cols)
     return buf(role, (planes - 1) * stride + rows * cols, like).as_strided((planes, rows, cols), (stride, cols, 1))
 
 
@@ -253,8 +254,8 @@ def fused_applies(planes: int, c: int, co: int, tiles: int) -> bool:
     """Whether a Winograd kernel with ``planes`` tile components runs a C -> CO layer of ``tiles``
     tiles with its fused C kernel (when its C kernels run at all: :func:`native_transforms`)."""
     return (FUSED and co % 16 == 0 and planes * c * co <= FUSED_MAX_FILTER
-            and tiles >= FUSED_MIN_GROUPS * native.FUSED_GROUP * torch.get_num_threads()
-            and native.gemm_lanes() >= FUSED_MIN_LANES)
+            and tiles >= FUSED_MIN_GROUPS * native_winograd.FUSED_GROUP * torch.get_num_threads()
+            and native_winograd.gemm_lanes() >= FUSED_MIN_LANES)
 
 
 def native_transforms(x: torch.Tensor) -> bool:

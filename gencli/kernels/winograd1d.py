@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gencli.kernels import native
+from gencli.kernels import native_winograd
 from gencli.kernels import winograd
 from gencli.kernels.winograd import Workspace, _fresh, run_blocks
 
@@ -126,23 +126,23 @@ def conv1d_winograd(x: torch.Tensor, filters: Winograd1dFilters, bias: torch.Ten
                     relu: bool = False, out: torch.Tensor | None = None,
                     workspace: Workspace | None = None) -> torch.Tensor:
     """``relu?(conv(x) + bias)`` for ``x`` (N, C, H, W) fp32 on the CPU (channels_last, or any
-    tensor whose pixels are in NHWC order), with gencli's C kernels (:func:`native.available`).
+    tensor whose pixels are in NHWC order), with gencli's C kernels (:func:`gencli.kernels.native.available`).
     Writes ``out`` when given (N, CO, H, W, pixels in NHWC order: e.g. a channel slice of a
     channels_last tensor); else returns a new channels_last tensor."""
     u, bt, at, axis = filters
     co = u.shape[2]
     n, _, h, w = x.shape
-    if not native._pixels(x):
+    if not native_winograd._pixels(x):
         x = x.contiguous(memory_format=torch.channels_last)
     if out is None:
         out = torch.empty((n, co, h, w), dtype=x.dtype, memory_format=torch.channels_last)
     tile = at.shape[0]
-    tiles = native.winograd1d_tiles(n, h, w, axis, tile)
+    tiles = native_winograd.winograd1d_tiles(n, h, w, axis, tile)
     if winograd.fused_applies(u.shape[0], u.shape[1], co, tiles):
-        return native.winograd1d_fused(x, u, out, bt, at, axis, bias=bias, relu=relu)
+        return native_winograd.winograd1d_fused(x, u, out, bt, at, axis, bias=bias, relu=relu)
     run_blocks(x, u, tiles, workspace or _fresh,
-               lambda v, tiles: native.winograd1d_input(x, v, tiles, bt, axis, tile),
-               lambda m, tiles: native.winograd1d_output(m, out, tiles, at, axis, bias=bias, relu=relu))
+               lambda v, tiles: native_winograd.winograd1d_input(x, v, tiles, bt, axis, tile),
+               lambda m, tiles: native_winograd.winograd1d_output(m, out, tiles, at, axis, bias=bias, relu=relu))
     return out
 
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from gencli.kernels import native
+from gencli.kernels import native_winograd
 from gencli.kernels import winograd
 from gencli.kernels.winograd import Workspace, _fresh, run_blocks
 from gencli.kernels.winograd1d import _tensor, exact_matrices
@@ -92,7 +92,7 @@ def conv_winograd2d(x: torch.Tensor, filters: Winograd2dFilters, bias: torch.Ten
                     padding: int = 2, relu: bool = False, out: torch.Tensor | None = None,
                     workspace: Workspace | None = None) -> torch.Tensor:
     """``relu?(conv(x) + bias)`` (5x5, stride 1, zero ``padding`` 0 to 4) for ``x`` (N, C, H, W) fp32
-    on the CPU, with gencli's C kernels (:func:`native.available`). Writes ``out`` when given (N,
+    on the CPU, with gencli's C kernels (:func:`gencli.kernels.native.available`). Writes ``out`` when given (N,
     CO, HO, WO, pixels in NHWC order: e.g. a channel slice of a channels_last tensor); else returns
     a new channels_last tensor."""
     u, bt, at = filters
@@ -102,12 +102,12 @@ def conv_winograd2d(x: torch.Tensor, filters: Winograd2dFilters, bias: torch.Ten
     ho, wo = h + 2 * padding - R + 1, w + 2 * padding - R + 1
     if out is None:
         out = torch.empty((n, co, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-    tiles = native.winograd2d_tiles(n, ho, wo)
+    tiles = native_winograd.winograd2d_tiles(n, ho, wo)
     if winograd.fused_applies(u.shape[0], u.shape[1], co, tiles):
-        return native.winograd2d_fused(x, u, out, bt, at, padding, bias=bias, relu=relu)
+        return native_winograd.winograd2d_fused(x, u, out, bt, at, padding, bias=bias, relu=relu)
     run_blocks(x, u, tiles, workspace or _fresh,
-               lambda v, tiles: native.winograd2d_input(x, v, tiles, bt, padding),
-               lambda mm, tiles: native.winograd2d_output(mm, out, tiles, at, bias=bias, relu=relu))
+               lambda v, tiles: native_winograd.winograd2d_input(x, v, tiles, bt, padding),
+               lambda mm, tiles: native_winograd.winograd2d_output(mm, out, tiles, at, bias=bias, relu=relu))
     return out
 
 

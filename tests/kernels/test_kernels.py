@@ -9,6 +9,7 @@ import torch
 
 from gencli.kernels import group_norm as GN
 from gencli.kernels import native
+from gencli.kernels import native_winograd
 from gencli.kernels import winograd as W
 from gencli.kernels.fast_path import FastState
 from gencli.kernels.group_norm import group_norm_nhwc, group_norm_reference
@@ -48,7 +49,7 @@ def winograd_transforms(request, monkeypatch):
 
 
 both_transforms = pytest.mark.usefixtures("winograd_transforms")
-# (2, 64, 64, 16, 16): both tile buffers (32 tiles x 64 channels) get planes padded by native.plane_stride
+# (2, 64, 64, 16, 16): both tile buffers (32 tiles x 64 channels) get planes padded by native_winograd.plane_stride
 CONV_SHAPES = [(2, 32, 48, 8, 8), (1, 3, 16, 4, 12), (3, 64, 32, 12, 12), (2, 128, 96, 16, 20), (1, 20, 19, 8, 8),
                (2, 64, 64, 16, 16)]
 
@@ -146,7 +147,7 @@ def test_winograd_fused_gives_the_same_bits_for_any_group_and_thread_count(refle
         for group, nthreads in ((1, 1), (3, 2), (32, 2), (10_000, 1), (32, 1)):
             torch.set_num_threads(nthreads)
             out = torch.full((2, 48, 13, 10), float("nan")).contiguous(memory_format=torch.channels_last)
-            outs.append(native.winograd_fused(x, u, out, bias=bias, reflect=reflect, relu=True, group=group))
+            outs.append(native_winograd.winograd_fused(x, u, out, bias=bias, reflect=reflect, relu=True, group=group))
     finally:
         torch.set_num_threads(threads)
     assert all(torch.equal(o, outs[0]) for o in outs[1:])
@@ -161,10 +162,10 @@ def test_winograd_fused_refuses_what_it_cannot_compute():
     x = x.contiguous(memory_format=torch.channels_last)
     out = torch.empty(1, 24, 8, 8).contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="multiple of 16"):  # 24 output channels
-        native.winograd_fused(x, winograd_filters(weight).u, out)
+        native_winograd.winograd_fused(x, winograd_filters(weight).u, out)
     x, weight, bias = conv_case(1, 8, 16, 8, 8)
     with pytest.raises(ValueError, match="NHWC"):  # NCHW input
-        native.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
+        native_winograd.winograd_fused(x, winograd_filters(weight).u, out[:, :16])
 
 
 @pytest.mark.skipif(not native.available(), reason="no C compiler: the C kernels are not built")
@@ -172,12 +173,12 @@ def test_fused_where_it_pays(monkeypatch):
     """Fused: output channels in multiples of 16, small enough filters, enough tiles for every thread,
     an AVX-512 build."""
     threads = torch.get_num_threads()
-    enough = W.FUSED_MIN_GROUPS * native.FUSED_GROUP * threads
-    assert W.fused_applies(36, 32, 64, enough) == (native.gemm_lanes() == 16)  # AVX-512 builds only
+    enough = W.FUSED_MIN_GROUPS * native_winograd.FUSED_GROUP * threads
+    assert W.fused_applies(36, 32, 64, enough) == (native_winograd.gemm_lanes() == 16)  # AVX-512 builds only
     assert not W.fused_applies(36, 32, 24, enough)  # channels
     assert not W.fused_applies(36, 448, 384, 10 * enough)  # filters
     assert not W.fused_applies(36, 32, 64, enough - 1)  # tiles
-    monkeypatch.setattr(native, "gemm_lanes", lambda: 8)
+    monkeypatch.setattr(native_winograd, "gemm_lanes", lambda: 8)
     assert not W.fused_applies(36, 32, 64, enough)  # an AVX2 build
 
 

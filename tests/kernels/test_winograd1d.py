@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from gencli.kernels import native
+from gencli.kernels import native_winograd
 from gencli.kernels import winograd1d as W1
 from gencli.kernels.fast_path import FastState, conv_fp32
 from gencli.kernels.winograd1d import applies, conv1d_reference, conv1d_winograd, winograd1d_filters
@@ -124,14 +125,14 @@ def test_native_refuses_mismatched_buffers():
     x, weight, _ = case(1, 8, 8, 8, 8, 1, 7)
     f = winograd1d_filters(weight)
     with pytest.raises(ValueError):
-        native.winograd1d_input(x, torch.empty(6, 16, 8), (0, 16), f.bt, 0, 6)  # 12 planes needed
+        native_winograd.winograd1d_input(x, torch.empty(6, 16, 8), (0, 16), f.bt, 0, 6)  # 12 planes needed
     with pytest.raises(ValueError):
-        native.winograd1d_input(x, torch.empty(12, 16, 8), (0, 17), f.bt, 0, 6)  # 8 rows x 2 tiles only
+        native_winograd.winograd1d_input(x, torch.empty(12, 16, 8), (0, 17), f.bt, 0, 6)  # 8 rows x 2 tiles only
     with pytest.raises(ValueError):
-        native.winograd1d_input(x, torch.empty(12, 16, 8), (0, 16), f.bt, 0, 4)  # F(4, 9) does not exist
+        native_winograd.winograd1d_input(x, torch.empty(12, 16, 8), (0, 16), f.bt, 0, 4)  # F(4, 9) does not exist
     with pytest.raises(ValueError):
-        native.winograd1d_input(x.contiguous(), torch.empty(12, 16, 8), (0, 16), f.bt, 0, 6)  # NCHW
-    native.winograd1d_input(x, torch.empty(12, 16, 8), (0, 16), f.bt, 0, 6)  # and the right arguments pass
+        native_winograd.winograd1d_input(x.contiguous(), torch.empty(12, 16, 8), (0, 16), f.bt, 0, 6)  # NCHW
+    native_winograd.winograd1d_input(x, torch.empty(12, 16, 8), (0, 16), f.bt, 0, 6)  # and the right arguments pass
 
 
 @pytest.mark.parametrize("kernel,padding,stride", [((3, 3), 1, 1), ((3, 3), 0, 1), ((1, 7), (0, 3), 1),

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from gencli.kernels import native
+from gencli.kernels import native_winograd
 from gencli.kernels import winograd2d as W2
 from gencli.kernels.winograd2d import applies, conv2d_reference, conv_winograd2d, winograd2d_filters
 
@@ -134,11 +135,11 @@ def test_native_refuses_mismatched_buffers():
     x, weight, _ = case(1, 8, 8, 8, 8)
     f = winograd2d_filters(weight)
     with pytest.raises(ValueError):
-        native.winograd2d_input(x, torch.empty(36, 4, 8), (0, 4), f.bt, 2)  # 64 planes needed
+        native_winograd.winograd2d_input(x, torch.empty(36, 4, 8), (0, 4), f.bt, 2)  # 64 planes needed
     with pytest.raises(ValueError):
-        native.winograd2d_input(x, torch.empty(64, 5, 8), (0, 5), f.bt, 2)  # 2 x 2 tiles only
+        native_winograd.winograd2d_input(x, torch.empty(64, 5, 8), (0, 5), f.bt, 2)  # 2 x 2 tiles only
     with pytest.raises(ValueError):
-        native.winograd2d_input(x, torch.empty(64, 4, 8), (0, 4), f.bt, 5)  # padding 5
+        native_winograd.winograd2d_input(x, torch.empty(64, 4, 8), (0, 4), f.bt, 5)  # padding 5
     with pytest.raises(ValueError):
-        native.winograd2d_input(x.contiguous(), torch.empty(64, 4, 8), (0, 4), f.bt, 2)  # NCHW
-    native.winograd2d_input(x, torch.empty(64, 4, 8), (0, 4), f.bt, 2)  # and the right arguments pass
+        native_winograd.winograd2d_input(x.contiguous(), torch.empty(64, 4, 8), (0, 4), f.bt, 2)  # NCHW
+    native_winograd.winograd2d_input(x, torch.empty(64, 4, 8), (0, 4), f.bt, 2)  # and the right arguments pass

@@ -1,7 +1,8 @@
 /* The data and output transforms of Winograd F(4x4, 3x3) on NHWC fp32 activations, the CPU
  * kernels behind gencli.kernels.winograd.conv3x3_winograd (the 36 GEMMs between them run in
- * torch's BLAS, or, in gencli_winograd_fused, in gemm.h's kernel). Each replaces several passes of torch operators (padding copy, tile gather, two
- * matmuls per transform, the final permute and residual add) with one pass over the data.
+ * torch's BLAS, or, in gencli_winograd_fused, in gemm.h's kernel). Each replaces several passes of
+ * torch operators (padding copy, tile gather, two matmuls per transform, the final permute and
+ * residual add) with one pass over the data.
  *
  *   input:  V[i*6 + j, p, c] = sum_kl BT[i][k] d_p[k][l] BT[j][l], d_p the 6x6 tile of the padded
  *           input (SiLU applied first when asked) at tile p = (n, ty, tx), rows 4ty-pad.., cols
